@@ -48,12 +48,12 @@ def test_symmetric_kl_known_pair() -> None:
     # p = N(0, 1), q = N(1, 4):
     # KL(p||q) = 0.5 * (log 4 + (1 + 1) / 4 - 1) = 0.5 * log 4 - 0.25
     # KL(q||p) = 0.5 * (log(1/4) + (4 + 1) / 1 - 1) = -0.5 * log 4 + 2
-    # mean of both = (1.75) / 2 = 0.875
+    # sum of both = 1.75
     value = symmetric_kl_diag_gaussian(
         np.array([0.0]), np.array([1.0]), np.array([1.0]), np.array([4.0]), eps=0.0
     )
     assert value.shape == (1,)
-    assert value[0] == pytest.approx(0.875, rel=1e-12)
+    assert value[0] == pytest.approx(1.75, rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------
@@ -101,8 +101,8 @@ def test_bn_divergence_zero_at_running_stats_and_grows_with_shift() -> None:
         divergences.append(aggregate_divergence(table))
     assert divergences[0] < 0.01
     assert all(a < b for a, b in zip(divergences, divergences[1:], strict=False))
-    # equal variances: mean-convention symmetric KL = shift^2 / 2 (in std units)
-    assert divergences[3] == pytest.approx(2.0, rel=0.05)
+    # equal variances: sum-convention symmetric KL = shift^2 (in std units)
+    assert divergences[3] == pytest.approx(4.0, rel=0.05)
 
 
 def test_recorder_matches_pooled_moments_and_removes_hooks() -> None:

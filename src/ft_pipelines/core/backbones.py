@@ -169,6 +169,13 @@ def feature_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(p, model.get_submodule(p)) for p in (*layout.stem, *layout.blocks, *layout.tail)]
 
 
+def pooled_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Feature units followed by global pooling: chained, they give the penultimate features."""
+    head = [nn.ReLU()] if model.backbone_cfg.layout.head_kind == "densenet" else []
+    pool = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return [*feature_units(model), ("pool", pool)]
+
+
 def attach_config(model: nn.Module, config: BackboneConfig) -> nn.Module:
     """Attach ``config`` to ``model`` with the layout read off the model as it is now."""
     model.backbone_cfg = replace(config, layout=describe_layout(model))

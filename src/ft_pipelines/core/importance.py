@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ft_pipelines.core.pruning import (
+    GATED_ATTRIBUTE,
     build_dependency_graph,
     group_members,
     iter_prunable_groups,
@@ -67,6 +68,7 @@ class ChannelGates:
             device = reference.device if reference is not None else None
             self._alphas[name] = nn.Parameter(torch.ones(module.num_features, device=device))
             self._handles.append(module.register_forward_hook(self._gate_hook(name)))
+            setattr(module, GATED_ATTRIBUTE, True)  # lets pruning refuse a gated model
 
     def _gate_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -100,6 +102,10 @@ class ChannelGates:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        modules = dict(self.model.named_modules())
+        for name in self.layer_names:
+            if hasattr(modules.get(name), GATED_ATTRIBUTE):
+                delattr(modules[name], GATED_ATTRIBUTE)
 
     def __enter__(self) -> ChannelGates:
         return self

@@ -31,10 +31,13 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-ROOT_MODULE_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
+# group roots, as in BasePruner (minus LSTM): every conv and linear layer
+ROOT_MODULE_TYPES = (tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR)
 TABLE_COLUMNS = ("layer", "channel", "norm_score")
 _MAX_CHANNEL_RATIO = 0.95
-_BISECTION_STEPS = 12
+GATED_ATTRIBUTE = "_ft_channel_gated"  # set by importance.ChannelGates on hooked layers
+_BISECTION_STEPS = 8  # resolution 0.95 / 2**8, about 0.004
+_MACS_TOLERANCE = 0.01
 
 
 def prunable_bn_layers(model: nn.Module, ignored: Sequence[str] = ()) -> list[str]:
@@ -195,14 +198,14 @@ def _prune_at_channel_ratio(
     ignored_layers: Sequence[nn.Module],
     recover: Callable[[nn.Module, int], None] | None,
 ) -> dict[str, list[int]]:
-    """Prune ``model`` in place; return the original indices removed per BN layer."""
+    """Prune ``model`` in place; return the original indices removed per BN layer.
+
+    ``ignored_layers`` must already include the roots of unscored groups.
+    """
     scores = _scores_from_table(model, table)
     bn_names = _bn_names(model)
     original_idx = {m: torch.arange(m.num_features) for m in bn_names}
     removed: dict[str, list[int]] = {name: [] for name in bn_names.values()}
-    ignored = list(ignored_layers) + _unscored_roots(
-        model, example_inputs, set(scores), ignored_layers
-    )
     with preserved_modes(model):
         pruner = tp.pruner.BasePruner(
             model,
@@ -211,7 +214,8 @@ def _prune_at_channel_ratio(
             global_pruning=True,
             pruning_ratio=channel_ratio,
             iterative_steps=steps,
-            ignored_layers=ignored,
+            ignored_layers=list(ignored_layers),
+            root_module_types=list(ROOT_MODULE_TYPES),
         )
     for step_index in range(steps):
         with preserved_modes(model):
@@ -298,8 +302,11 @@ def _channel_ratio_for_macs(
         )
     for _ in range(_BISECTION_STEPS):
         middle = (low + high) / 2
-        if reduction(middle) >= macs_ratio:
+        reached = reduction(middle)
+        if reached >= macs_ratio:
             high = middle
+            if reached - macs_ratio < _MACS_TOLERANCE:
+                break  # close enough: each trial costs a full prune of a copy
         else:
             low = middle
     logger.info("Channel ratio %.4f removes >= %.1f%% of MACs", high, 100 * macs_ratio)
@@ -308,6 +315,26 @@ def _channel_ratio_for_macs(
 
 def _bn_channels(model: nn.Module) -> dict[str, int]:
     return {name: module.num_features for module, name in _bn_names(model).items()}
+
+
+def _check_pruning_arguments(
+    model: nn.Module, ratio: float, target: str, steps: int, ignored_layers: Sequence[nn.Module]
+) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"Pruning ratio must be in (0, 1), got {ratio}.")
+    if target not in ("channels", "macs"):
+        raise ValueError(f"Pruning target must be 'channels' or 'macs', got {target!r}.")
+    if steps < 1:
+        raise ValueError(f"Pruning steps must be >= 1, got {steps}.")
+    gated = [n for n, m in model.named_modules() if getattr(m, GATED_ATTRIBUTE, False)]
+    if gated:
+        raise ValueError(
+            f"Layers {gated[:3]} still carry ChannelGates hooks: "
+            "call gates.remove() before pruning."
+        )
+    modules = set(model.modules())
+    if any(layer not in modules for layer in ignored_layers):
+        raise ValueError("An ignored layer is not a module of the model being pruned.")
 
 
 def prune_by_importance(
@@ -330,12 +357,11 @@ def prune_by_importance(
     Groups without scored channels, such as the classifier's out-features, are never pruned.
     Remove any :class:`ChannelGates` hooks before pruning. Returns a summary dict.
     """
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"Pruning ratio must be in (0, 1), got {ratio}.")
-    if target not in ("channels", "macs"):
-        raise ValueError(f"Pruning target must be 'channels' or 'macs', got {target!r}.")
-    if steps < 1:
-        raise ValueError(f"Pruning steps must be >= 1, got {steps}.")
+    _check_pruning_arguments(model, ratio, target, steps, ignored_layers)
+    scored = set(_scores_from_table(model, table))
+    ignored_layers = list(ignored_layers) + _unscored_roots(
+        model, example_inputs, scored, ignored_layers
+    )
     macs_before, params_before = count_macs_params(model, example_inputs)
     channels_before = _bn_channels(model)
     channel_ratio = ratio
@@ -361,11 +387,7 @@ def prune_by_importance(
     channels_after = _bn_channels(model)
     logger.info(
         "Pruned at channel ratio %.3f: MACs %d -> %d, params %d -> %d",
-        channel_ratio,
-        macs_before,
-        macs_after,
-        params_before,
-        params_after,
+        *(channel_ratio, macs_before, macs_after, params_before, params_after),
     )
     return {
         "target": target,

@@ -13,10 +13,11 @@ activations, several ablations batched into one forward pass).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
@@ -42,6 +43,9 @@ class Regularizer(Protocol):
     """What the training loop needs from a regularizer."""
 
     name: str
+    #: True when ``penalty`` needs the network's real inputs (images): the loop must then not
+    #: feed the model cached activations of a frozen prefix instead.
+    needs_inputs: bool
 
     def attach(self, model: nn.Module) -> None:
         """Register hooks if needed (called once before training)."""
@@ -148,6 +152,7 @@ class L2Penalty:
     """``beta/2 * sum ||w||^2`` over the trainable conv/linear kernels (or ``param_names``)."""
 
     name = "l2"
+    needs_inputs = False
 
     def __init__(
         self, model: nn.Module, beta: float, param_names: Iterable[str] | None = None
@@ -186,6 +191,7 @@ class L2SP:
     """
 
     name = "l2_sp"
+    needs_inputs = False
 
     def __init__(
         self,
@@ -328,8 +334,37 @@ class DELTA:
         self._model_store: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
         self._cache: dict[str, dict[str, Tensor]] = {}
+        self._sample_maps: dict[str, Tensor] = {}
+        self._selected: Tensor | None = None
         self.new_names: list[str] = []
         self.shared_names: list[str] = []
+
+    @property
+    def needs_inputs(self) -> bool:
+        """False once per-sample reference maps are precomputed (then the images are not needed)."""
+        return not self._sample_maps
+
+    def precompute_reference(self, inputs: Tensor, batch_size: int = 128,
+                             max_bytes: int = 2 * 1024**3) -> bool:
+        """Reference maps for every sample of a fixed (non-augmented) training set, kept on CPU.
+
+        Afterwards call :meth:`select` with each batch's sample indices. Returns False (and keeps
+        running the reference per batch) when the maps would take more than ``max_bytes``.
+        """
+        first = self.compute_reference_maps(inputs[:1])
+        per_sample = sum(m[0].numel() * m.element_size() for m in first.values())
+        if per_sample * len(inputs) > max_bytes:
+            logger.info("DELTA reference maps would need %.1f GB: computed per batch instead",
+                        per_sample * len(inputs) / 1024**3)
+            return False
+        chunks = [self.compute_reference_maps(inputs[i:i + batch_size])
+                  for i in range(0, len(inputs), batch_size)]
+        self._sample_maps = {n: torch.cat([c[n].cpu() for c in chunks]) for n in self.layer_names}
+        return True
+
+    def select(self, sample_indices: Tensor) -> None:
+        """Which precomputed samples the next ``penalty`` call is about."""
+        self._selected = sample_indices
 
     def _checked_attention(self, attention: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
         if attention is None:
@@ -420,6 +455,8 @@ class DELTA:
             n: _check_batch(self._model_store.get(n), inputs, "DELTA", f"feature maps {n!r}")
             for n in self.layer_names
         }
+        if reference_maps is None and self._sample_maps and self._selected is not None:
+            reference_maps = {n: m[self._selected] for n, m in self._sample_maps.items()}
         if reference_maps is None:
             reference_maps = self.compute_reference_maps(inputs)
         distance = self.feature_map_distance(model_maps, reference_maps)
@@ -440,6 +477,7 @@ class BSS:
     """
 
     name = "bss"
+    needs_inputs = False  # the classifier's input is captured by a hook
 
     def __init__(self, eta: float = 0.001, k: int = 1, *, feature_module: str) -> None:
         _check_non_negative(eta=eta)
@@ -490,6 +528,23 @@ class CompositeRegularizer:
     def __init__(self, regularizers: Iterable[Regularizer]) -> None:
         self.regularizers = list(regularizers)
         self.name = "+".join(r.name for r in self.regularizers) or "none"
+
+    @property
+    def needs_inputs(self) -> bool:
+        """True while some part must see the (normalised) images of each batch."""
+        return any(getattr(r, "needs_inputs", False) for r in self.regularizers)
+
+    def precompute_reference(self, inputs: Tensor, batch_size: int = 128) -> None:
+        """Let parts that can precompute per-sample targets do so (DELTA)."""
+        for regularizer in self.regularizers:
+            if hasattr(regularizer, "precompute_reference"):
+                regularizer.precompute_reference(inputs, batch_size)
+
+    def select(self, sample_indices: Tensor) -> None:
+        """Forward the batch's sample indices to parts that precomputed per-sample targets."""
+        for regularizer in self.regularizers:
+            if hasattr(regularizer, "select"):
+                regularizer.select(sample_indices)
 
     def attach(self, model: nn.Module) -> None:
         """Attach every part."""
@@ -598,6 +653,20 @@ def build_regularizer(
 # --------------------------------------------------------------------------- DELTA attention
 
 
+@contextlib.contextmanager
+def _eval_mode(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Eval mode inside, every submodule's own mode restored after (``train()`` recurses, so
+    restoring only the top modules would flip children that were in another mode)."""
+    saved = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module, _ in saved:
+            module.training = False
+        yield
+    finally:
+        for module, mode in saved:
+            module.training = mode
+
+
 def _run(stages: Sequence[nn.Module], x: Tensor) -> Tensor:
     for stage in stages:
         x = stage(x)
@@ -605,13 +674,9 @@ def _run(stages: Sequence[nn.Module], x: Tensor) -> Tensor:
 
 
 def stage_features(stages: Sequence[nn.Module], inputs: Tensor, batch_size: int = 64) -> Tensor:
-    """Penultimate features ``[N, D]`` of ``inputs`` through ``stages`` (eval, inference mode).
-
-    Stages are left in eval mode (the feature extractor is frozen by construction here)."""
-    for stage in stages:
-        stage.eval()
+    """Penultimate features ``[N, D]`` of ``inputs`` through ``stages`` (eval, inference mode)."""
     device = next((p.device for s in stages for p in s.parameters()), inputs.device)
-    with torch.inference_mode():
+    with _eval_mode(stages), torch.inference_mode():
         chunks = [_run(stages, inputs[i:i + batch_size].to(device))
                   for i in range(0, len(inputs), batch_size)]
     return torch.cat(chunks).flatten(1)
@@ -729,35 +794,27 @@ def delta_channel_attention(  # noqa: PLR0917 (the six data arguments are all re
     """
     _check_attention_args(stages, layer_indices, layer_names, inputs=inputs, labels=labels,
                           temperature=temperature, ablations_per_forward=ablations_per_forward)
-    modules = [*stages, probe]
-    modes = [m.training for m in modules]
     device = probe.weight.device
     totals: dict[int, Tensor] = {}
     wanted = set(layer_indices)
     n_batches = -(-len(inputs) // batch_size)
-    try:
-        for module in modules:
-            module.eval()
-        with torch.inference_mode(), tqdm(total=n_batches * len(layer_indices),
-                                          disable=not progress, desc="channel ablation") as bar:
-            for start in range(0, len(inputs), batch_size):
-                x = inputs[start:start + batch_size].to(device)
-                y = labels[start:start + batch_size].to(device).long()
-                activations = {}
-                for i, stage in enumerate(stages):
-                    x = stage(x)
-                    if i in wanted:  # cached once, reused by every ablation of this layer
-                        activations[i] = x
-                base_loss = F.cross_entropy(probe(x.flatten(1)), y, reduction="none")
-                for i in layer_indices:
-                    increase = _ablation_increase(
-                        stages[i + 1:], probe, activations[i], labels=y, base_loss=base_loss,
-                        ablations_per_forward=ablations_per_forward)
-                    totals[i] = totals[i] + increase if i in totals else increase
-                    bar.update()
-    finally:
-        for module, mode in zip(modules, modes, strict=True):
-            module.train(mode)
+    bar = tqdm(total=n_batches * len(layer_indices), disable=not progress, desc="ablation")
+    with _eval_mode([*stages, probe]), torch.inference_mode(), bar:
+        for start in range(0, len(inputs), batch_size):
+            x = inputs[start:start + batch_size].to(device)
+            y = labels[start:start + batch_size].to(device).long()
+            activations = {}
+            for i, stage in enumerate(stages):
+                x = stage(x)
+                if i in wanted:  # cached once per batch; a clone, in case a later op is in-place
+                    activations[i] = x.clone()
+            base_loss = F.cross_entropy(probe(x.flatten(1)), y, reduction="none")
+            for i in layer_indices:
+                increase = _ablation_increase(
+                    stages[i + 1:], probe, activations[i], labels=y, base_loss=base_loss,
+                    ablations_per_forward=ablations_per_forward)
+                totals[i] = totals[i] + increase if i in totals else increase
+                bar.update()
     return _attention_frame(totals, layer_indices, layer_names, len(inputs), temperature)
 
 

@@ -206,9 +206,9 @@ def symmetric_kl_diag_gaussian(
 ) -> np.ndarray:
     """Elementwise symmetric KL between N(mu1, var1) and N(mu2, var2).
 
-    Convention: the MEAN of both directions, (KL(p||q) + KL(q||p)) / 2, which for 1-D
-    Gaussians is ``((v1 + d^2)/v2 + (v2 + d^2)/v1 - 2) / 4`` with d = mu1 - mu2 (the log terms
-    cancel). ``eps`` is added to both variances so a dead channel (var 0) stays finite.
+    Convention: the SUM of both directions, KL(p||q) + KL(q||p) (the scale design.md's
+    calibration numbers use), which for 1-D Gaussians is
+    ``((v1 + d^2)/v2 + (v2 + d^2)/v1 - 2) / 2`` with d = mu1 - mu2 (the log terms cancel). ``eps`` is added to both variances so a dead channel (var 0) stays finite.
     """
     mean_p, mean_q = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     var_p = np.asarray(var1, np.float64) + eps
@@ -216,7 +216,7 @@ def symmetric_kl_diag_gaussian(
     if np.any(var_p <= 0) or np.any(var_q <= 0):
         raise ValueError("Variances must be non-negative.")
     mean_diff_sq = (mean_p - mean_q) ** 2
-    return ((var_p + mean_diff_sq) / var_q + (var_q + mean_diff_sq) / var_p - 2.0) / 4.0
+    return ((var_p + mean_diff_sq) / var_q + (var_q + mean_diff_sq) / var_p - 2.0) / 2.0
 
 
 def bn_divergence(

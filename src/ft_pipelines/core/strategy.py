@@ -20,7 +20,7 @@ DECISION_MATRIX = {
 
 def classify_size(profile: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
     """``large`` when both the training images per class and in total reach the thresholds."""
-    per_class = profile["images_per_class_split"]
+    per_class = profile["images_per_class_and_split"]
     train_counts = [splits.get("train", 0) for splits in per_class.values()]
     min_per_class, total = int(min(train_counts)), int(sum(train_counts))
     need_per_class = int(thresholds["min_train_per_class_large"])

@@ -403,6 +403,12 @@ class Trainer:
         cfg = self.model.backbone_cfg
         augment = build_augmentation(self.config.augment, cfg.input_size)
         boundary = frozen_prefix_length(self.model) if self.config.use_cache else 0
+        if augment is None and self.config.use_cache and hasattr(
+            self.regularizer, "precompute_reference"
+        ):  # fixed inputs: the frozen reference's feature maps never change, compute them once
+            self.regularizer.precompute_reference(
+                normalise(train.images, cfg.mean, cfg.std).to(self.device)
+            )
         if (
             augment is None
             and boundary > 0
@@ -467,6 +473,8 @@ class Trainer:
             y = labels[idx].to(self.device)
             if transform is not None:
                 x = transform(x, True)
+            if hasattr(self.regularizer, "select"):
+                self.regularizer.select(idx)
             factor = lr_factor(
                 config, epoch * self.steps_per_epoch + batch_index, self.steps_per_epoch
             )

@@ -1,0 +1,24 @@
+"""Thin node: carry out the plan's surgery on a copy of the pretrained network."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from ft_pipelines.core.surgery import apply_surgery, surgery_summary
+
+
+def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_names: list[str],
+                    surgery: dict[str, Any]) -> tuple[nn.Module, pd.DataFrame]:
+    if finetune_plan["num_classes"] != len(class_names):
+        raise ValueError(
+            f"finetune_plan is for {finetune_plan['num_classes']} classes but class_names has "
+            f"{len(class_names)}: the plan was made for other data. Re-run strategy_selection "
+            "on the current images (or pin matching versions with --load-versions).")
+    model = apply_surgery(copy.deepcopy(pretrained_model), len(class_names),
+                          finetune_plan["trainable_blocks"], finetune_plan["drop_last_blocks"],
+                          finetune_plan["reinitialize"], int(surgery.get("seed", 0)))
+    return model, surgery_summary(model)

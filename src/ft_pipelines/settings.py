@@ -1,0 +1,13 @@
+"""Project settings: configuration loader and hooks."""
+
+from kedro.config import OmegaConfigLoader
+
+from ft_pipelines.hooks import LineageHook
+
+HOOKS = (LineageHook(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
