@@ -12,7 +12,7 @@ from kedro_datasets.json import JSONDataset
 
 logger = logging.getLogger(__name__)
 
-LINEAGE_PATH = "data/08_reporting/lineage.json"
+DEFAULT_DIRECTORY = "data/08_reporting"
 
 
 class LineageHook:
@@ -51,7 +51,7 @@ class LineageHook:
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, node: Any) -> None:
-        if self.catalog is None or dataset_name.startswith("params:") or dataset_name == "parameters":
+        if self.catalog is None or dataset_name.startswith("params:"):
             return
         entry = self.record["loaded"].setdefault(dataset_name, {"by": []})
         entry["version"] = self._version(dataset_name, load=True)
@@ -68,10 +68,12 @@ class LineageHook:
         if not self.record:
             return
         self.record.update({"status": status, "finished": time.time()})
-        dataset = JSONDataset(filepath=LINEAGE_PATH, version=Version(None, self.record["save_version"]),
+        directory = (self.record["parameters"].get("lineage") or {}).get("directory")
+        path = f"{directory or DEFAULT_DIRECTORY}/lineage.json"
+        dataset = JSONDataset(filepath=path, version=Version(None, self.record["save_version"]),
                               save_args={"indent": 2, "default": str})
         dataset.save(self.record)
-        logger.info("Lineage of run %s written to %s", self.record.get("run_id"), LINEAGE_PATH)
+        logger.info("Lineage of run %s written to %s", self.record.get("run_id"), path)
         self._reset()
 
     @hook_impl

@@ -10,4 +10,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment (conf/ci, conf/local) states only what differs from conf/base.
+    "merge_strategy": {"parameters": "soft"},
 }

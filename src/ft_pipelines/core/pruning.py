@@ -82,9 +82,19 @@ def preserved_modes(model: nn.Module) -> Iterator[None]:
 
 
 def build_dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
-    """Trace ``model`` into torch-pruning's dependency graph without changing its train mode."""
-    with preserved_modes(model):
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    """Trace ``model`` into torch-pruning's dependency graph without changing its train mode.
+
+    Tracing follows the autograd graph: frozen layers would be invisible (their channels left
+    out of every group), so gradients are switched on for the trace and restored afterwards.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.requires_grad_(True)
+        with preserved_modes(model):
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
 
 def expand_modules(modules: Sequence[nn.Module]) -> list[nn.Module]:
@@ -358,6 +368,8 @@ def prune_by_importance(
     Remove any :class:`ChannelGates` hooks before pruning. Returns a summary dict.
     """
     _check_pruning_arguments(model, ratio, target, steps, ignored_layers)
+    # torch-pruning traces autograd: frozen layers must take part (see build_dependency_graph)
+    model.requires_grad_(True)
     scored = set(_scores_from_table(model, table))
     ignored_layers = list(ignored_layers) + _unscored_roots(
         model, example_inputs, scored, ignored_layers

@@ -60,6 +60,7 @@ def drop_last_blocks(model: nn.Module, k: int) -> nn.Module:
             f"{len(layout.blocks)} blocks; use at most {len(layout.blocks) - 1}"
         )
     num_classes = model.get_submodule(layout.classifier).out_features
+    dropped_before = int(getattr(model, "surgery", {}).get("drop_last_blocks", 0))
     if layout.head_kind is None and type(model).__name__ == "VisionTransformer":
         model.encoder.layers = nn.Sequential(*list(model.encoder.layers.children())[:-k])
         new_model = model
@@ -73,9 +74,9 @@ def drop_last_blocks(model: nn.Module, k: int) -> nn.Module:
         blocks = nn.Sequential(*[model.get_submodule(p) for p in layout.blocks[:-k]])
         channels = _feature_channels(nn.Sequential(stem, blocks), cfg.input_size)
         new_model = TruncatedNetwork(stem, blocks, nn.Linear(channels, num_classes))
-        new_model.surgery = getattr(model, "surgery", {})
+        new_model.surgery = dict(getattr(model, "surgery", {}))
     attach_config(new_model, cfg)
-    _record(new_model, drop_last_blocks=int(k) + int(new_model.surgery.get("drop_last_blocks", 0)))
+    _record(new_model, drop_last_blocks=dropped_before + int(k))
     return new_model
 
 

@@ -1,0 +1,25 @@
+from kedro.pipeline import Node, Pipeline
+
+from ft_pipelines.pipelines.evaluation.nodes import evaluate, write_report
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                evaluate,
+                inputs=["pretrained_model", "finetuned_model", "pruned_model", "images",
+                        "class_names", "params:evaluation", "params:ingestion"],
+                outputs=["evaluation_metrics", "comparison_table", "confusion_matrices"],
+                name="evaluate_models",
+            ),
+            Node(
+                write_report,
+                inputs=["finetune_plan", "evaluation_metrics", "pruning_summary",
+                        "dataset_profile"],
+                outputs="evaluation_report",
+                name="write_report",
+            ),
+        ],
+        tags="evaluation",
+    )

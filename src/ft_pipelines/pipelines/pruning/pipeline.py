@@ -1,0 +1,19 @@
+from kedro.pipeline import Node, Pipeline
+
+from ft_pipelines.pipelines.pruning.nodes import prune
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                prune,
+                inputs=["finetuned_model", "channel_importance", "images", "params:pruning",
+                        "params:finetune", "params:ingestion"],
+                outputs=["pruned_model", "pruning_summary", "pruning_history",
+                         "pruning_curves_plot"],
+                name="prune_and_finetune",
+            ),
+        ],
+        tags="pruning",
+    )
