@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -26,19 +27,34 @@ class LineageHook:
         self.record: dict[str, Any] = {}
 
     @hook_impl
-    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any],
-                              save_version: str, load_versions: dict[str, str]) -> None:
+    def after_catalog_created(
+        self,
+        catalog: Any,
+        parameters: dict[str, Any],
+        save_version: str,
+        load_versions: dict[str, str],
+    ) -> None:
         self.catalog = catalog
-        self.record = {"save_version": save_version, "pinned_load_versions": load_versions,
-                       "parameters": parameters, "loaded": {}, "saved": {}}
+        self.record = {
+            "save_version": save_version,
+            "pinned_load_versions": load_versions,
+            "parameters": parameters.get("parameters", parameters),
+            "loaded": {},
+            "saved": {},
+        }
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self.record.update({
-            "run_id": run_params.get("run_id"), "env": run_params.get("env"),
-            "pipelines": run_params.get("pipeline_names"), "started": time.time(),
-            "runtime_params": run_params.get("runtime_params"),
-        })
+        self.record.update(
+            {
+                "run_id": run_params.get("run_id"),
+                "env": run_params.get("env"),
+                "pipelines": run_params.get("pipeline_names"),
+                "started": time.time(),
+                "runtime_params": run_params.get("runtime_params"),
+                "project_path": run_params.get("project_path"),
+            }
+        )
 
     def _version(self, name: str, load: bool) -> str | None:
         try:
@@ -61,17 +77,24 @@ class LineageHook:
     def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
         if self.catalog is None:
             return
-        self.record["saved"][dataset_name] = {"version": self._version(dataset_name, load=False),
-                                              "by": node.name}
+        self.record["saved"][dataset_name] = {
+            "version": self._version(dataset_name, load=False),
+            "by": node.name,
+        }
 
     def _write(self, status: str) -> None:
         if not self.record:
             return
         self.record.update({"status": status, "finished": time.time()})
         directory = (self.record["parameters"].get("lineage") or {}).get("directory")
-        path = f"{directory or DEFAULT_DIRECTORY}/lineage.json"
-        dataset = JSONDataset(filepath=path, version=Version(None, self.record["save_version"]),
-                              save_args={"indent": 2, "default": str})
+        # relative to the project, as Kedro resolves the catalog's paths
+        path = Path(self.record.get("project_path") or ".") / (directory or DEFAULT_DIRECTORY)
+        path = (path / "lineage.json").as_posix()
+        dataset = JSONDataset(
+            filepath=path,
+            version=Version(None, self.record["save_version"]),
+            save_args={"indent": 2, "default": str},
+        )
         dataset.save(self.record)
         logger.info("Lineage of run %s written to %s", self.record.get("run_id"), path)
         self._reset()

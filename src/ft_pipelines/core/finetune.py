@@ -24,8 +24,8 @@ from ft_pipelines.core.regularizers import (
 )
 from ft_pipelines.core.training import (
     ImageData,
-    Trainer,
     TrainConfig,
+    Trainer,
     default_callbacks,
     normalise,
 )

@@ -208,7 +208,8 @@ def symmetric_kl_diag_gaussian(
 
     Convention: the SUM of both directions, KL(p||q) + KL(q||p) (the scale design.md's
     calibration numbers use), which for 1-D Gaussians is
-    ``((v1 + d^2)/v2 + (v2 + d^2)/v1 - 2) / 2`` with d = mu1 - mu2 (the log terms cancel). ``eps`` is added to both variances so a dead channel (var 0) stays finite.
+    ``((v1 + d^2)/v2 + (v2 + d^2)/v1 - 2) / 2`` with d = mu1 - mu2 (the log terms
+    cancel). ``eps`` is added to both variances so a dead channel (var 0) stays finite.
     """
     mean_p, mean_q = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     var_p = np.asarray(var1, np.float64) + eps

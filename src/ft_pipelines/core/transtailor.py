@@ -29,8 +29,8 @@ from ft_pipelines.core.pruning import prunable_bn_layers, prune_by_importance
 from ft_pipelines.core.regularizers import L2SP
 from ft_pipelines.core.training import (
     ImageData,
-    Trainer,
     TrainConfig,
+    Trainer,
     default_callbacks,
     normalise,
 )

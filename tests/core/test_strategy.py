@@ -1,0 +1,56 @@
+import pandas as pd
+import pytest
+
+from ft_pipelines.core.strategy import select_strategy
+
+PARAMS = {
+    "override": "auto",
+    "size": {"min_train_per_class_large": 100, "min_train_total_large": 1000},
+    "similarity": {"max_divergence": 1.0},
+    "partial": {"trainable_blocks": "auto", "min_blocks": 1, "max_blocks": 3},
+    "training": {s: {"epochs": 3, "lr_pretrained": 0.01, "lr_new": 0.1,
+                     "regularizer": {"name": "l2_sp", "alpha": 0.1, "beta": 0.01}}
+                 for s in ("head_only", "partial_finetune", "full_finetune", "from_scratch")},
+}
+BLOCKS = ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+LAYERS = pd.DataFrame({"layer": [f"{b}.bn" for b in BLOCKS],
+                       "divergence": [0.5, 0.6, 2.5, 2.7]})
+
+
+def profile(per_class: int, classes: int = 10) -> dict:
+    return {"class_names": [str(i) for i in range(classes)],
+            "images_per_class_and_split": {str(i): {"train": per_class, "val": 2, "test": 2}
+                                           for i in range(classes)}}
+
+
+@pytest.mark.parametrize(("per_class", "divergence", "expected"), [
+    (20, 0.5, "head_only"),
+    (200, 0.5, "full_finetune"),
+    (20, 1.5, "partial_finetune"),
+    (200, 1.5, "from_scratch"),
+])
+def test_decision_matrix(per_class, divergence, expected):
+    plan = select_strategy(profile(per_class), {"bn_divergence": divergence}, LAYERS, BLOCKS,
+                           PARAMS)
+    assert plan["strategy"] == expected and plan["decided_by"] == "auto"
+    assert any(f"{divergence:.3f}" in reason for reason in plan["reasons"])
+    assert plan["num_classes"] == 10
+
+
+def test_partial_trains_from_where_divergence_rises():
+    plan = select_strategy(profile(20), {"bn_divergence": 1.5}, LAYERS, BLOCKS, PARAMS)
+    assert plan["trainable_blocks"] == 2  # the big rise enters blocks.2
+    assert "block 2" in plan["reasons"][-1]
+
+
+def test_override_is_recorded():
+    params = {**PARAMS, "override": "full_finetune"}
+    plan = select_strategy(profile(20), {"bn_divergence": 0.5}, LAYERS, BLOCKS, params)
+    assert plan["strategy"] == "full_finetune" and plan["recommended"] == "head_only"
+    assert plan["decided_by"] == "override"
+
+
+def test_unknown_override_names_the_parameter():
+    with pytest.raises(ValueError, match="strategy.override"):
+        select_strategy(profile(20), {"bn_divergence": 0.5}, LAYERS, BLOCKS,
+                        {**PARAMS, "override": "yolo"})
