@@ -35,23 +35,61 @@ def test_running_twice_keeps_both_versions(project):
     assert record["parameters"]["ingestion"]["source"] == "sklearn_digits"
 
 
-def test_bad_image_fails_clearly_and_keeps_the_previous_version(project, tmp_path):
-    folder = tmp_path / "photos"
+def make_folder(root, per_class=6):
     for label, colour in (("cats", "red"), ("dogs", "blue")):
-        (folder / label).mkdir(parents=True)
-        for i in range(6):
-            Image.new("RGB", (40 + i, 40), colour).save(folder / label / f"{i}.png")
-    run_pipelines(project, ["data_ingestion"], **{"ingestion.source": "image_folder",
-                                                  "ingestion.path": str(folder)})
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (40 + i, 40), colour).save(root / label / f"{i}.png")
+    return root
+
+
+def truncate(root):
+    (root / "dogs" / "broken.png").write_bytes((root / "dogs" / "0.png").read_bytes()[:40])
+
+
+def not_an_image(root):
+    (root / "cats" / "notes.png").write_text("this is not a picture")
+
+
+def empty_class(root):
+    (root / "birds").mkdir()
+
+
+def single_class(root):
+    shutil.rmtree(root / "dogs")
+
+
+def too_few(root):
+    (root / "owls").mkdir()
+    Image.new("RGB", (30, 30), "green").save(root / "owls" / "only.png")
+
+
+BREAKAGES = [(truncate, "broken.png"), (not_an_image, "notes.png"), (empty_class, "birds"),
+             (single_class, "Only one class found: .cats"), (too_few, "owls")]
+
+
+@pytest.mark.parametrize(("breakage", "culprit"), BREAKAGES,
+                         ids=[b.__name__ for b, _ in BREAKAGES])
+def test_bad_input_fails_clearly_and_keeps_the_previous_version(project, tmp_path, breakage,
+                                                                culprit):
+    folder = make_folder(tmp_path / "photos")
+    params = {"ingestion.source": "image_folder", "ingestion.path": str(folder)}
+    run_pipelines(project, ["data_ingestion"], **params)
     good = latest(project, "03_primary/images.parquet")
     good_bytes = good.read_bytes()
-    broken = folder / "dogs" / "broken.png"
-    broken.write_bytes((folder / "dogs" / "0.png").read_bytes()[:40])
-    with pytest.raises(ValueError, match="broken.png"):
-        run_pipelines(project, ["data_ingestion"], **{"ingestion.source": "image_folder",
-                                                      "ingestion.path": str(folder)})
+    breakage(folder)
+    with pytest.raises(ValueError, match=culprit):
+        run_pipelines(project, ["data_ingestion"], **params)
     assert latest(project, "03_primary/images.parquet") == good
     assert good.read_bytes() == good_bytes
+
+
+def test_first_stages_on_a_users_image_folder(project, tmp_path):
+    folder = make_folder(tmp_path / "photos", per_class=8)
+    run_pipelines(project, ["data_ingestion", "similarity_analysis", "strategy_selection"],
+                  **{"ingestion.source": "image_folder", "ingestion.path": str(folder)})
+    plan = json.loads(latest(project, "05_model_input/finetune_plan.json").read_text())
+    assert plan["num_classes"] == 2 and plan["strategy"] in ("head_only", "partial_finetune")
 
 
 @pytest.mark.parametrize(("source", "expected"), [("sklearn_digits", "dissimilar"),
