@@ -16,8 +16,8 @@ from ft_pipelines.core.importance import (
     random_scores,
     taylor_scores,
 )
+from ft_pipelines.core.model_io import channel_counts
 from ft_pipelines.core.pruning import (
-    channel_configuration,
     count_macs_params,
     prunable_bn_layers,
     prune_by_importance,
@@ -129,20 +129,14 @@ def test_macs_target_with_two_steps_calls_recover() -> None:
     assert model.training
 
 
-def test_channel_configuration_matches_pruned_shapes() -> None:
+def test_channel_counts_match_pruned_shapes() -> None:
     model = randomize_bn(TinyResNet()).eval()
     x = torch.randn(1, 3, 16, 16)
     prune_by_importance(model, table_for(model, l1_scores(model), x, []), x, ratio=0.3)
-    config = channel_configuration(model)
-    assert config["conv1"] == {
-        "type": "Conv2d",
-        "in_channels": model.stem_bn.num_features,
-        "out_channels": model.bn1.num_features,
-        "groups": 1,
-    }
-    assert config["bn2"] == {"type": "BatchNorm2d", "num_features": model.bn2.num_features}
-    assert config["fc"]["out_features"] == 10
-    assert config["fc"]["in_features"] == model.bn2.num_features
+    config = channel_counts(model)
+    assert config["conv1"] == [model.stem_bn.num_features, model.bn1.num_features, 1]
+    assert config["bn2"] == [model.bn2.num_features]
+    assert config["fc"] == [model.bn2.num_features, 10]
 
 
 def test_bad_arguments_raise_value_error() -> None:

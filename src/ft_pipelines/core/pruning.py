@@ -14,7 +14,8 @@ Traps handled here (torch-pruning 1.6.1):
 - a group whose channels all fall below the global threshold would be skipped entirely by the
   pruner (it refuses to empty a layer): we pin each group's best channel so at least one survives;
 - pruning creates new Parameter objects: rebuild any optimizer afterwards (``recover`` must);
-- the pruned model no longer matches its architecture: save :func:`channel_configuration`.
+- the pruned model no longer matches its architecture: the model artifact saves the channel
+  counts (core.model_io.channel_counts).
 """
 
 from __future__ import annotations
@@ -413,25 +414,3 @@ def prune_by_importance(
         "layers": {name: [channels_before[name], channels_after[name]] for name in channels_before},
         "removed_channels": {name: idxs for name, idxs in removed.items() if idxs},
     }
-
-
-def channel_configuration(model: nn.Module) -> dict[str, dict]:
-    """Shapes of every Conv2d / BatchNorm2d / Linear, enough to rebuild a pruned model."""
-    config: dict[str, dict] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            config[name] = {
-                "type": "Conv2d",
-                "in_channels": module.in_channels,
-                "out_channels": module.out_channels,
-                "groups": module.groups,
-            }
-        elif isinstance(module, nn.BatchNorm2d):
-            config[name] = {"type": "BatchNorm2d", "num_features": module.num_features}
-        elif isinstance(module, nn.Linear):
-            config[name] = {
-                "type": "Linear",
-                "in_features": module.in_features,
-                "out_features": module.out_features,
-            }
-    return config

@@ -8,7 +8,6 @@ and dropout do not depend on what ran before it: a resumed run equals an uninter
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -551,16 +550,3 @@ def default_callbacks(config: TrainConfig) -> list[Callback]:
     if config.progress:
         callbacks.insert(0, ProgressBar())
     return callbacks
-
-
-def new_parameter_names(model: nn.Module, reference: nn.Module | None) -> set[str]:
-    """Parameters without a same-shaped counterpart in ``reference`` (e.g. the new head)."""
-    if reference is None:
-        return {n for n, _ in model.named_parameters()}
-    ref = dict(reference.named_parameters())
-    return {n for n, p in model.named_parameters() if n not in ref or ref[n].shape != p.shape}
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """Deep copy that keeps the attached configuration."""
-    return copy.deepcopy(model)
