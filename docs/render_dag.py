@@ -146,18 +146,20 @@ def draw(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str]]) -> Figu
     stages = order_stages(task_stage, edges)
     positions = place_nodes(nodes, edges, task_stage, stages)
     rows = max(abs(y) for _, y in positions.values()) + 0.5
-    fig = Figure(figsize=(16, 1.6 + 1.1 * rows), dpi=100, layout="constrained")
+    fig = Figure(figsize=(16, 1.4 + 1.5 * rows), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.set_axis_off()
-    ax.set_xlim(-0.55, 2 * len(stages) - 0.45)
-    ax.set_ylim(-rows - 0.1, rows + 0.85)
+    ax.set_xlim(-0.6, 2 * len(stages) - 0.4)
+    ax.set_ylim(-rows - 0.35, rows + 0.75)
     producer = {target: source for source, target in edges if source in task_stage}
     colour = {stage: STAGE_COLOURS[i % len(STAGE_COLOURS)] for i, stage in enumerate(stages)}
     for i, stage in enumerate(stages):
-        ax.add_patch(Rectangle((2 * i - 0.5, -rows - 0.1), 2, 2 * rows + 0.95,
+        ax.add_patch(Rectangle((2 * i - 0.5, -rows - 0.1), 2, 2 * rows + 0.85,
                                color=colour[stage], alpha=0.07, linewidth=0))
-        ax.text(2 * i + 0.5, rows + 0.45, f"{i + 1}. {stage}", ha="center", va="center",
-                fontsize=10, fontweight="bold", color=colour[stage])
+        ax.text(2 * i + 0.5, rows + 0.4, f"{i + 1}. {stage}", ha="center", va="center",
+                fontsize=9.5, fontweight="bold", color=colour[stage])
+    ax.text(-0.5, -rows - 0.22, "boxes: nodes (functions)    rounded: datasets    "
+            "arrows: data flow    parameters omitted", fontsize=8, color="#555555", va="center")
     labels: dict[str, Text] = {}
     for node_id, (x, y) in positions.items():
         node = nodes[node_id]

@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copy(ROOT / ".telemetry", tmp_path / ".telemetry")
     shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
     (tmp_path / "conf" / "local").mkdir()
     (tmp_path / "src").mkdir()  # kedro checks it exists; the code is the installed package
     bootstrap_project(tmp_path)
+    # parameters with paths (decode cache, checkpoints) are relative to where kedro runs
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 

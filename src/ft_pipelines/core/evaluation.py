@@ -28,13 +28,13 @@ def cost_metrics(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
     """Parameters, MACs, size on disk, CPU latency at batch 1 and throughput at batch 64."""
     size = model.backbone_cfg.input_size
     shape = (3, size, size)
+    batch = int(params.get("throughput_batch", 64))
     latency = m.measure_latency(model, shape, 1, int(params.get("latency_warmup", 10)),
                                 int(params.get("latency_runs", 50)))
     return {"params": m.count_params(model), "macs": m.count_macs(model, shape),
             "size_bytes": m.model_size_bytes(model), "latency_ms": latency["median_ms"],
             "latency_p90_ms": latency["p90_ms"],
-            "throughput": m.measure_throughput(model, shape, int(params.get("throughput_batch",
-                                                                              64)))}
+            "throughput": m.measure_throughput(model, shape, batch), "throughput_batch": batch}
 
 
 def linear_probe_probs(pretrained: nn.Module, train: ImageData, test: ImageData,
@@ -91,7 +91,8 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
               f"{plan['trainable_blocks']}; epochs: {plan['epochs']}.", "",
               "## Results on the test split", "",
               "| model | top-1 | top-5 | macro-F1 | ECE | params | MMACs | size (MB) | "
-              "latency b1 (ms) | throughput b64 (img/s) |",
+              "CPU latency, batch 1 (ms) | throughput (img/s, batch "
+              f"{next(iter(results.values()))['throughput_batch']}) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {_pct(r['top1'])} | {_pct(r['top5'])} | {r['macro_f1']:.4f} | "
