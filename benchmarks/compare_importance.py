@@ -1,6 +1,7 @@
 """TransTailor's target-aware Taylor gates against L1-magnitude and random pruning.
 
-    python benchmarks/compare_importance.py --ratios 0.35 0.5 --seeds 0 1 2 --threads 1
+    python benchmarks/compare_importance.py --ratios 0.25 0.4 --target channels --steps 1 \
+        --finetune-epochs 2 --seeds 0 1 2 --threads 1 --markdown docs/_importance_table.md
 
 Starts from the latest ``finetuned_model``, ``channel_importance`` and ``images`` of the default
 run (``kedro run`` first), prunes at each MACs ratio with each importance and seed through the same
@@ -28,7 +29,8 @@ from ft_pipelines.core.model_io import load_model_file
 from ft_pipelines.core.transtailor import prune_and_finetune, score_channels
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = ["importance", "ratio", "seed", "test_top1", "val_top1", "macs_before", "macs_after",
+FIELDS = ["importance", "target", "ratio", "seed", "test_top1", "val_top1", "macs_before",
+          "macs_after",
           "params_after", "seconds"]
 
 
@@ -54,7 +56,8 @@ def run_cell(model, taylor_table, splits, method: str, ratio: float, seed: int,
     probs = predict(pruned, splits["test"].images, cfg.mean, cfg.std)
     top1 = classification_metrics(probs, splits["test"].labels.numpy(),
                                    [str(i) for i in range(probs.shape[1])])["top1"]
-    return {"importance": method, "ratio": ratio, "seed": seed, "test_top1": top1,
+    return {"importance": method, "target": settings["target"], "ratio": ratio, "seed": seed,
+            "test_top1": top1,
             "val_top1": float(history["val_acc"].max()), "macs_before": summary["macs_before"],
             "macs_after": summary["macs_after"], "params_after": summary["params_after"],
             "seconds": round(time.perf_counter() - started, 1)}
@@ -66,7 +69,7 @@ def markdown(path: Path) -> str:
     summary = frame.groupby(["ratio", "importance"]).agg(
         top1_mean=("test_top1", "mean"), top1_std=("test_top1", "std"), runs=("seed", "count"),
         macs_cut=("macs_cut", "mean"))
-    lines = ["| MACs ratio | importance | test top-1 (mean ± std) | runs | MACs removed |",
+    lines = ["| ratio | importance | test top-1 (mean ± std) | runs | MACs removed |",
              "|---|---|---|---|---|"]
     for (ratio, method), row in summary.iterrows():
         lines.append(f"| {ratio} | {method} | {100 * row.top1_mean:.2f} ± "
@@ -81,6 +84,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["taylor_gate", "l1", "random"])
     parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument("--target", choices=["channels", "macs"], default=None)
+    parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/importance.csv")
     parser.add_argument("--markdown", type=Path, default=None)
@@ -88,8 +93,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     params = yaml.safe_load((ROOT / "conf/base/parameters_pruning.yml").read_text())["pruning"]
-    if args.finetune_epochs is not None:
-        params["finetune_epochs"] = args.finetune_epochs
+    overrides = {"finetune_epochs": args.finetune_epochs, "target": args.target,
+                 "steps": args.steps}
+    params.update({k: v for k, v in overrides.items() if v is not None})
     model = load_model_file(latest("data/06_models/finetuned_model.safetensors/*/*"))
     taylor = pd.read_parquet(latest("data/07_model_output/channel_importance.parquet/*/*"))
     images = pd.read_parquet(latest("data/03_primary/images.parquet/*/*"))

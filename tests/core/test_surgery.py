@@ -80,3 +80,11 @@ def test_from_scratch_reinitialises_weights(fresh_backbone):
     model = apply_surgery(fresh_backbone, 3, reinit=True)
     assert not torch.allclose(before, model.conv_stem.weight)
     assert model.surgery["reinitialized"] is True
+
+
+def test_surgery_is_reproducible_for_a_seed(bundled_backbone):
+    import copy
+
+    first = apply_surgery(copy.deepcopy(bundled_backbone), 5, trainable_blocks=1, seed=3)
+    second = apply_surgery(copy.deepcopy(bundled_backbone), 5, trainable_blocks=1, seed=3)
+    assert torch.equal(first.classifier.weight, second.classifier.weight)

@@ -130,7 +130,11 @@ def apply_surgery(
     reinit: bool = False,
     seed: int = 0,
 ) -> nn.Module:
-    """The three moves in their only sensible order: truncate, new head, (re-init), freeze."""
+    """The three moves in their only sensible order: truncate, new head, (re-init), freeze.
+
+    Seeded: the new head's random initialisation is the same on every run with the same seed.
+    """
+    torch.manual_seed(seed)
     model = drop_last_blocks(model, drop_blocks)
     model = replace_head(model, num_classes)
     if reinit:
