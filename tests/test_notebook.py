@@ -3,12 +3,13 @@ throw-away copy of the project so the real data/ is untouched."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.project_copy import copy_project as copy_project_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
@@ -16,12 +17,8 @@ CELL_TIMEOUT_S = 900  # the run cell trains and prunes: about 2 minutes on 2 idl
 
 
 def copy_project(destination: Path) -> Path:
-    """Configuration only (the code is the installed package); conf/local starts empty."""
-    shutil.copy(ROOT / "pyproject.toml", destination / "pyproject.toml")
-    shutil.copy(ROOT / ".telemetry", destination / ".telemetry")
-    shutil.copytree(ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
-    (destination / "conf" / "local").mkdir()
-    (destination / "src").mkdir()  # kedro checks it exists
+    """The shared project copy plus a notebooks/ folder for the kernel to start in."""
+    copy_project_config(destination)
     (destination / "notebooks").mkdir()
     return destination
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,16 +25,6 @@ STAGE_NODES = {
     "pruning": {"prune_and_finetune"},
     "evaluation": {"evaluate_models", "write_report"},
 }
-
-
-def copy_project(destination: Path) -> Path:
-    """Configuration only (the code is the installed package); conf/local starts empty."""
-    shutil.copy(ROOT / "pyproject.toml", destination / "pyproject.toml")
-    shutil.copy(ROOT / ".telemetry", destination / ".telemetry")
-    shutil.copytree(ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
-    (destination / "conf" / "local").mkdir()
-    (destination / "src").mkdir()  # kedro checks it exists
-    return destination
 
 
 @pytest.fixture(scope="module")

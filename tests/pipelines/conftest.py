@@ -3,23 +3,18 @@ pipeline tests never touch the real data/ folder."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.project_copy import copy_project
 
 
 @pytest.fixture()
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copy(ROOT / ".telemetry", tmp_path / ".telemetry")
-    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()  # kedro checks it exists; the code is the installed package
+    copy_project(tmp_path)
     bootstrap_project(tmp_path)
     # parameters with paths (decode cache, checkpoints) are relative to where kedro runs
     monkeypatch.chdir(tmp_path)
