@@ -344,3 +344,23 @@ def test_batched_ablation_equals_one_at_a_time_and_a_manual_ablation(pretrained:
 def test_train_linear_probe_rejects_bad_labels() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         train_linear_probe(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]), num_classes=3)
+
+
+def test_finetune_treats_the_new_head_as_new_not_anchored(bundled_backbone):
+    import copy
+
+    from ft_pipelines.core.finetune import finetune_model
+    from ft_pipelines.core.surgery import apply_surgery
+    from ft_pipelines.core.training import ImageData
+
+    model = apply_surgery(copy.deepcopy(bundled_backbone), 3, trainable_blocks=1)
+    images = torch.randint(0, 255, (12, 3, 64, 64), dtype=torch.uint8)
+    data = ImageData(images, torch.arange(12) % 3)
+    plan = {"epochs": 1, "learning_rates": {"pretrained": 1e-9, "new": 1e-9},
+            "regularizer": {"name": "l2_sp", "alpha": 0.0, "beta": 1.0}}
+    head = model.classifier.weight.detach().clone()
+    _, history = finetune_model(model, {"train": data, "val": data}, plan,
+                                {"batch_size": 12, "progress": False})
+    # alpha 0: only beta/2 * ||w_new||^2 remains, and it is evaluated at the head's weights
+    expected = 0.5 * (head.pow(2).sum())
+    assert history["reg_term"].iloc[0] == pytest.approx(float(expected), rel=1e-3)

@@ -69,7 +69,8 @@ def delta_layers(model: nn.Module) -> list[str]:
     return trainable_blocks(model) or list(model.backbone_cfg.layout.blocks[-1:])
 
 
-def delta_attention(model: nn.Module, data: ImageData, seed: int = 0) -> pd.DataFrame:
+def delta_attention(model: nn.Module, data: ImageData, seed: int = 0,
+                    progress: bool = True) -> pd.DataFrame:
     """DELTA channel weights on the frozen (pretrained) network: probe, then channel ablation."""
     cfg = model.backbone_cfg
     stages_named = pooled_stages(model)
@@ -81,7 +82,7 @@ def delta_attention(model: nn.Module, data: ImageData, seed: int = 0) -> pd.Data
     num_classes = int(data.labels.max()) + 1
     probe = train_linear_probe(features, data.labels, num_classes, seed=seed)
     return delta_channel_attention(stages, [names.index(n) for n in layers], layers, probe,
-                                   inputs, data.labels, progress=True)
+                                   inputs, data.labels, progress=progress)
 
 
 def new_parameter_names(model: nn.Module) -> set[str]:
@@ -115,6 +116,11 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     name = reg.pop("name", "none")
     if name == "delta":
         reg.setdefault("layer_names", delta_layers(model))
+    if name in ("l2_sp", "delta"):
+        # the reference below already has the new head's shape: name the head explicitly so
+        # it gets beta (L2 toward zero), not the anchor toward its random initialisation
+        head_kernels = [n for n in new_parameter_names(model) if n.endswith(".weight")]
+        reg.setdefault("new_param_names", sorted(head_kernels))
     if params.get("bss"):
         reg["bss"] = dict(params["bss"])
     weights = attention_from_frame(attention) if attention is not None and len(attention) else None
