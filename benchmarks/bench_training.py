@@ -71,7 +71,6 @@ VARIANTS: list[tuple[str, str, bool]] = [
 ]
 FULL_MAX_SLOWDOWN = 1.05
 HEAD_ONLY_MIN_CACHE_SPEEDUP = 5.0
-CACHE_BATCH_SIZE = 256  # what Trainer uses to build the cache
 MB = 1024.0 * 1024.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -249,7 +248,7 @@ def time_cache_build(model: nn.Module, setup: BenchSetup) -> float | None:
         return None
     started = time.perf_counter()
     for data in (setup.train, setup.val):
-        prefix_activations(model, data, boundary, CACHE_BATCH_SIZE, torch.device("cpu"))
+        prefix_activations(model, data, boundary, setup.args.batch_size, torch.device("cpu"))
     return time.perf_counter() - started
 
 

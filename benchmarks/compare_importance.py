@@ -73,7 +73,7 @@ def markdown(path: Path) -> str:
              "|---|---|---|---|---|"]
     for (ratio, method), row in summary.iterrows():
         lines.append(f"| {ratio} | {method} | {100 * row.top1_mean:.2f} ± "
-                     f"{100 * (row.top1_std if row.runs > 1 else 0):.2f} | {row.runs} | "
+                     f"{100 * (row.top1_std if row.runs > 1 else 0):.2f} | {int(row.runs)} | "
                      f"{row.macs_cut:.1%} |")
     return "\n".join(lines) + "\n"
 

@@ -414,8 +414,9 @@ class Trainer:
             and not getattr(self.regularizer, "needs_inputs", False)
         ):
             logger.info("Caching activations of the %d frozen leading units", boundary)
-            train_x = prefix_activations(self.model, train, boundary, 256, self.device)
-            val_x = prefix_activations(self.model, val, boundary, 256, self.device)
+            bs = self.config.batch_size  # a larger batch here only raises peak memory
+            train_x = prefix_activations(self.model, train, boundary, bs, self.device)
+            val_x = prefix_activations(self.model, val, boundary, bs, self.device)
             return SplitModel(self.model, boundary), train_x, val_x, None, None
 
         def transform(batch: torch.Tensor, training: bool) -> torch.Tensor:

@@ -1,0 +1,345 @@
+"""Benchmark study of the playbook: strategy x regulariser x dataset x size x seed.
+
+Every cell runs the same core functions the Kedro nodes chain (ingest -> similarity -> plan ->
+surgery -> [DELTA attention] -> fine-tune -> test), with the project's parameters from
+``conf/base`` and only the grid's own choices overridden. Rows are appended to a CSV one by one;
+a restarted run skips the cells already there. See ``benchmarks/study.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# DELTA's attention hard-wires a tqdm bar; keep it out of the log of a long background run.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch import nn  # noqa: E402
+
+from ft_pipelines.core.analysis import (  # noqa: E402
+    similarity_report,
+    split_image_data,
+    stratified_subset,
+)
+from ft_pipelines.core.backbones import create_backbone  # noqa: E402
+from ft_pipelines.core.finetune import delta_attention, finetune_model  # noqa: E402
+from ft_pipelines.core.images import (  # noqa: E402
+    build_images_table,
+    load_records,
+    validate_records,
+)
+from ft_pipelines.core.metrics import classification_metrics, predict  # noqa: E402
+from ft_pipelines.core.strategy import select_strategy  # noqa: E402
+from ft_pipelines.core.surgery import apply_surgery  # noqa: E402
+from ft_pipelines.core.training import ImageData  # noqa: E402
+
+logger = logging.getLogger("study")
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "base"
+
+# ---------------------------------------------------------------------------- the grid
+DATASETS = ("sklearn_digits", "lfw_faces")
+SIZES = {"small": 10, "full": None}  # images per class (None: everything)
+# 10 images per class: 6/2/2 keeps >= 1 val and >= 1 test image per class. Full size keeps the
+# project's own splits (conf/base/parameters_data_ingestion.yml).
+SMALL_SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
+STRATEGIES = ("head_only", "partial_finetune", "full_finetune", "from_scratch")
+REGULARIZERS: dict[str, dict[str, Any]] = {
+    "none": {"name": "none"},
+    "l2": {"name": "l2", "beta": 0.0005},
+    "l2_sp": {"name": "l2_sp", "alpha": 0.01, "beta": 0.01},
+    "delta": {"name": "delta", "alpha": 0.01, "beta": 0.01},
+}
+AUTO = "auto"  # the extra cell per (dataset, size, seed): exactly the plan that auto makes
+COLUMNS = [
+    "kind", "dataset", "size", "strategy", "regularizer", "seed", "size_px", "epochs",
+    "status", "reason", "regularizer_params", "trainable_blocks", "train_images",
+    "val_images", "test_images", "selected_epoch", "val_acc", "val_loss", "test_top1",
+    "test_macro_f1", "wall_s", "threads", "finished_at",
+]
+KEY = ("kind", "dataset", "size", "strategy", "regularizer", "seed", "size_px", "epochs")
+
+
+def skip_reason(strategy: str, regularizer: str) -> str | None:
+    """Why a (strategy, regulariser) pair is not run: identical or meaningless by construction."""
+    if strategy == "from_scratch" and regularizer in ("l2_sp", "delta"):
+        return (f"{regularizer} anchors to the starting point, which from_scratch re-initialises:"
+                " a pull toward random weights/features, not toward pretrained knowledge")
+    if strategy == "head_only" and regularizer == "delta":
+        return ("every block is frozen, so DELTA's feature-map term is 0 and only its "
+                "beta/2*||new weights||^2 term is left: L2 on the head, which head_only + l2 "
+                "already covers (and empty here: the core counts the new head as anchored)")
+    return None
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # grid | auto
+    dataset: str
+    size: str
+    strategy: str
+    regularizer: str
+    seed: int
+
+
+def grid_cells(datasets: list[str], sizes: list[str], seeds: list[int]) -> Iterator[Cell]:
+    """Seed by seed (a stopped run still has whole grids); in each: auto cell, then the grid."""
+    for seed, size, dataset in itertools.product(seeds, sizes, datasets):
+        yield Cell(AUTO, dataset, size, AUTO, "plan", seed)
+        for strategy, reg in itertools.product(STRATEGIES, REGULARIZERS):
+            yield Cell("grid", dataset, size, strategy, reg, seed)
+
+
+# ---------------------------------------------------------------------------- project params
+@cache
+def project_params() -> dict[str, Any]:
+    """Every ``parameters_*.yml`` of conf/base merged (top-level keys are distinct)."""
+    params: dict[str, Any] = {}
+    for path in sorted(CONF.glob("parameters_*.yml")):
+        params.update(yaml.safe_load(path.read_text()) or {})
+    return params
+
+
+def resolve_epochs(strategy: str, plan_epochs: int, spec: dict[str, int], scale: float) -> int:
+    """Explicit per-strategy > explicit for all > the plan's epochs times ``scale`` (>= 1)."""
+    if strategy in spec:
+        return spec[strategy]
+    if "*" in spec:
+        return spec["*"]
+    return max(1, round(plan_epochs * scale))
+
+
+def parse_epochs(items: list[str] | None) -> dict[str, int]:
+    """``["4"]`` -> all strategies 4; ``["full_finetune=4", "from_scratch=6"]`` per strategy."""
+    spec: dict[str, int] = {}
+    for item in items or []:
+        name, _, value = item.rpartition("=")
+        if name and name not in STRATEGIES:
+            raise ValueError(f"--epochs {item!r}: unknown strategy {name!r}; use {STRATEGIES}")
+        spec[name or "*"] = int(value)
+    return spec
+
+
+# ---------------------------------------------------------------------------- data (cached)
+@dataclass
+class DatasetContext:
+    """One (dataset, size): the images table, decoded splits, similarity and the auto plan."""
+
+    profile: dict
+    class_names: list[str]
+    splits: dict[str, ImageData]
+    metrics: dict
+    layers: pd.DataFrame
+
+
+@cache
+def backbone(size_px: int) -> nn.Module:
+    """The pretrained network (bundled EfficientNet-Lite0), loaded once; cells deep-copy it."""
+    spec = project_params()["backbone"]
+    return create_backbone(spec.get("source", "bundled"), spec.get("architecture"),
+                           spec.get("weights"), spec.get("path"), size_px,
+                           spec.get("library", "auto"))
+
+
+@cache
+def dataset_context(dataset: str, size: str, size_px: int) -> DatasetContext:
+    """Ingest like the data_ingestion node, then similarity once per (dataset, size)."""
+    ingestion = project_params()["ingestion"]
+    good, bad = validate_records(load_records(dataset), ingestion.get("on_bad_image", "error"))
+    table, class_names, profile = build_images_table(
+        good, SMALL_SPLITS if size == "small" else ingestion.get("splits"),
+        int(ingestion.get("seed", 0)), max_per_class=SIZES[size],
+        min_per_class=int(ingestion.get("min_per_class", 2)),
+        on_duplicate=ingestion.get("on_duplicate", "error"), bad_images=bad)
+    profile["source"] = dataset
+    splits = split_image_data(table, size_px, None)
+    similarity = project_params()["similarity"]
+    sample = stratified_subset(splits["train"], similarity.get("max_images"),
+                               int(similarity.get("seed", 0)))
+    metrics, layers = similarity_report(backbone(size_px), sample, similarity)
+    return DatasetContext(profile, class_names, splits, metrics, layers)
+
+
+def make_plan(ctx: DatasetContext, override: str) -> dict[str, Any]:
+    strategy = {**project_params()["strategy"], "override": override}
+    return select_strategy(ctx.profile, ctx.metrics, ctx.layers, ctx.metrics["blocks"], strategy)
+
+
+def auto_pick(ctx: DatasetContext, dataset: str, size: str, size_px: int) -> dict[str, Any]:
+    """What ``strategy.override: auto`` chooses, with the numbers behind it."""
+    plan = make_plan(ctx, AUTO)
+    return {"dataset": dataset, "size": size, "size_px": size_px, "picked": plan["strategy"],
+            "size_class": plan["size"]["class"], "train_images": plan["size"]["train_images"],
+            "similarity_class": plan["similarity"]["class"],
+            "bn_divergence": round(plan["similarity"]["value"], 4),
+            "threshold": plan["similarity"]["threshold"],
+            "logme": round(float(ctx.metrics["logme"]), 4),
+            "trainable_blocks": plan["trainable_blocks"],
+            "plan_regularizer": json.dumps(plan["regularizer"], sort_keys=True),
+            "plan_epochs": plan["epochs"]}
+
+
+# ---------------------------------------------------------------------------- one cell
+def run_cell(cell: Cell, size_px: int, epochs_spec: dict[str, int], scale: float
+             ) -> dict[str, Any]:
+    """Train and test one cell; returns its CSV row (a skipped row when skip_reason says so)."""
+    ctx = dataset_context(cell.dataset, cell.size, size_px)
+    plan = make_plan(ctx, AUTO if cell.kind == AUTO else cell.strategy)
+    strategy = plan["strategy"]
+    plan["epochs"] = resolve_epochs(strategy, plan["epochs"], epochs_spec, scale)
+    row = {"kind": cell.kind, "dataset": cell.dataset, "size": cell.size,
+           "strategy": strategy if cell.kind == AUTO else cell.strategy,
+           "regularizer": cell.regularizer, "seed": cell.seed, "size_px": size_px,
+           "epochs": plan["epochs"], "trainable_blocks": plan["trainable_blocks"],
+           "threads": torch.get_num_threads(),
+           **{f"{s}_images": len(ctx.splits[s]) for s in ("train", "val", "test")}}
+    reason = None if cell.kind == AUTO else skip_reason(cell.strategy, cell.regularizer)
+    if reason:
+        return {**row, "status": "skipped", "reason": reason}
+    regularizer = (dict(plan["regularizer"]) if cell.kind == AUTO
+                   else dict(REGULARIZERS[cell.regularizer]))
+    if cell.kind == AUTO:
+        row["regularizer"] = f"plan:{regularizer['name']}"
+    started = time.perf_counter()
+    result = train_and_test(ctx, plan, regularizer, cell.seed)
+    return {**row, **result, "status": "done", "reason": "",
+            "regularizer_params": json.dumps(regularizer, sort_keys=True),
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def train_and_test(ctx: DatasetContext, plan: dict[str, Any], regularizer: dict[str, Any],
+                   seed: int) -> dict[str, Any]:
+    """Surgery, DELTA attention (when DELTA), fine-tuning, test top-1 of the selected epoch."""
+    surgery_seed = seed  # from_scratch: each seed is its own random initialisation
+    # replace_head draws the new head from torch's global RNG (surgery.seed only seeds re-init):
+    # seed it, or a cell's head depends on the cells that ran before it in this process.
+    torch.manual_seed(seed)
+    model = apply_surgery(copy.deepcopy(backbone(ctx.metrics["input_size"])),
+                          plan["num_classes"], plan["trainable_blocks"],
+                          plan["drop_last_blocks"], plan["reinitialize"], surgery_seed)
+    params = {**project_params()["finetune"], "regularizer": regularizer, "seed": seed,
+              "progress": False, "resume": False, "checkpoint_dir": None}
+    attention = None
+    if regularizer["name"] == "delta":
+        probe = stratified_subset(ctx.splits["train"], params.get("delta_probe_images"), seed)
+        attention = delta_attention(model, probe, seed)
+    model, history = finetune_model(model, ctx.splits, plan, params, attention, None)
+    # BestModel keeps the epoch with the best val accuracy, ties broken by lower val loss
+    best = history.assign(neg_loss=-history["val_loss"]).sort_values(
+        ["val_acc", "neg_loss"], kind="stable").iloc[-1]
+    cfg = model.backbone_cfg
+    test = ctx.splits["test"]
+    probs = predict(model, test.images, cfg.mean, cfg.std)
+    scores = classification_metrics(probs, test.labels.numpy(), ctx.class_names)
+    return {"selected_epoch": int(best.name) + 1, "val_acc": round(float(best["val_acc"]), 4),
+            "val_loss": round(float(best["val_loss"]), 4),
+            "test_top1": round(scores["top1"], 4), "test_macro_f1": round(scores["macro_f1"], 4)}
+
+
+# ---------------------------------------------------------------------------- CSV + driver
+def finished_keys(path: Path) -> set[tuple[str, ...]]:
+    if not path.exists():
+        return set()
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {tuple(r) for r in table[list(KEY)].itertuples(index=False)}
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS, extrasaction="raise")
+        if new:
+            writer.writeheader()
+        writer.writerow({c: row.get(c, "") for c in COLUMNS})
+
+
+def cell_key(cell: Cell, size_px: int, epochs: int) -> tuple[str, ...]:
+    return (cell.kind, cell.dataset, cell.size, cell.strategy, cell.regularizer,
+            str(cell.seed), str(size_px), str(epochs))
+
+
+def planned_epochs(cell: Cell, size_px: int, spec: dict[str, int], scale: float) -> int:
+    ctx = dataset_context(cell.dataset, cell.size, size_px)
+    plan = make_plan(ctx, AUTO if cell.kind == AUTO else cell.strategy)
+    return resolve_epochs(plan["strategy"], plan["epochs"], spec, scale)
+
+
+def write_auto_picks(path: Path, args: argparse.Namespace) -> None:
+    """One row per (dataset, size): the strategy auto picks (rewritten on every start)."""
+    picks = [auto_pick(dataset_context(d, s, args.size_px), d, s, args.size_px)
+             for s, d in itertools.product(args.sizes, args.datasets)]
+    pd.DataFrame(picks).to_csv(path, index=False)
+    for pick in picks:
+        logger.info("auto picks %s for %s/%s (BN divergence %.3f, %s, %s)", pick["picked"],
+                    pick["dataset"], pick["size"], pick["bn_divergence"],
+                    pick["similarity_class"], pick["size_class"])
+
+
+def run_study(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = parse_epochs(args.epochs)
+    write_auto_picks(out.with_name(out.stem + "_auto.csv"), args)
+    done = finished_keys(out)
+    cells = list(grid_cells(args.datasets, args.sizes, args.seeds))
+    started = time.perf_counter()
+    for index, cell in enumerate(cells, 1):
+        # the epoch overrides apply to --epochs-sizes only; other sizes keep conf/base's epochs
+        cell_spec, scale = ((spec, args.epochs_scale) if cell.size in args.epochs_sizes
+                            else ({}, 1.0))
+        epochs = planned_epochs(cell, args.size_px, cell_spec, scale)
+        key = cell_key(cell, args.size_px, epochs)
+        if key in done:
+            continue
+        row = run_cell(cell, args.size_px, cell_spec, scale)
+        row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        append_row(out, row)
+        done.add(key)
+        logger.info("[%d/%d] %s %s/%s %s+%s seed %d: %s %s (%.0f s elapsed)", index, len(cells),
+                    cell.kind, cell.dataset, cell.size, row["strategy"], row["regularizer"],
+                    cell.seed, row["status"], row.get("test_top1", ""),
+                    time.perf_counter() - started)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--size-px", type=int, default=64, help="input resolution (px)")
+    parser.add_argument("--epochs", nargs="+", metavar="[STRATEGY=]N",
+                        help="override the plan's epochs: N for all, or STRATEGY=N")
+    parser.add_argument("--epochs-scale", type=float, default=1.0,
+                        help="multiply the plan's epochs (for strategies without --epochs)")
+    parser.add_argument("--epochs-sizes", nargs="+", default=list(SIZES), choices=list(SIZES),
+                        help="sizes --epochs/--epochs-scale apply to (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study.csv"))
+    parser.add_argument("--verbose", action="store_true", help="log the core's per-epoch lines")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("ft_pipelines").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    torch.set_num_threads(args.threads)
+    run_study(args)
+
+
+if __name__ == "__main__":
+    main()
