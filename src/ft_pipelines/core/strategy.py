@@ -84,10 +84,13 @@ def trainable_blocks_from_divergence(
         return min_blocks, "no per-block divergence: using the minimum"
     rises = np.diff(values)
     boundary = int(np.argmax(rises)) + 1  # first block after the largest rise
-    n = int(np.clip(len(values) - boundary, min_blocks, max_blocks))
+    from_rise = len(values) - boundary
+    n = int(np.clip(from_rise, min_blocks, max_blocks))
+    clamp = "" if n == from_rise else f" (clamped to [{min_blocks}, {max_blocks}] from {from_rise})"
     return n, (
         f"divergence rises most entering block {boundary} "
-        f"({values[boundary - 1]:.2f} -> {values[boundary]:.2f}): train the last {n}"
+        f"({values[boundary - 1]:.2f} -> {values[boundary]:.2f}): train the last {n} blocks"
+        f"{clamp}"
     )
 
 
