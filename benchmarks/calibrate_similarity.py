@@ -23,7 +23,7 @@ from ft_pipelines.core.backbones import create_backbone
 from ft_pipelines.core.images import build_images_table, decode_images, load_records
 from ft_pipelines.core.training import ImageData
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_right", "hubble_deep_field")
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 
 
 def natural_crops(count: int, size: int, seed: int = 0) -> ImageData:
