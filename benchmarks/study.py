@@ -82,7 +82,7 @@ def skip_reason(strategy: str, regularizer: str) -> str | None:
     if strategy == "head_only" and regularizer == "delta":
         return ("every block is frozen, so DELTA's feature-map term is 0 and only its "
                 "beta/2*||new weights||^2 term is left: L2 on the head, which head_only + l2 "
-                "already covers (and empty here: the core counts the new head as anchored)")
+                "already covers")
     return None
 
 
