@@ -110,3 +110,17 @@ def test_surgery_refuses_a_plan_for_another_class_count(bundled_backbone):
             "reinitialize": False}
     with pytest.raises(ValueError, match="3 classes but class_names has 4"):
         perform_surgery(bundled_backbone, plan, ["a", "b", "c", "d"], {})
+
+
+def test_kedro_registry_list_cli_names_every_stage(project):
+    import os
+    import subprocess
+
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "COLUMNS": "200"}
+    result = subprocess.run(["kedro", "registry", "list"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    listed = {line.strip()[2:] for line in result.stdout.splitlines()
+              if line.strip().startswith("- ")}
+    assert set(STAGES) | {"__default__"} <= listed
