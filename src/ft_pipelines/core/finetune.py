@@ -3,7 +3,6 @@ the training loop with checkpoints. Orchestration only; the math is in regulariz
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -124,10 +123,10 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     if params.get("bss"):
         reg["bss"] = dict(params["bss"])
     weights = attention_from_frame(attention) if attention is not None and len(attention) else None
-    # The surgered model still holds the pretrained weights: it is the L2-SP anchor and the
-    # DELTA reference, with exactly the same module names as the network being trained.
-    reference = copy.deepcopy(model)
-    regularizer = build_regularizer(name, model, reference, reg, weights)
+    # Before training, the surgered model still holds the pretrained weights: it is the L2-SP
+    # anchor and the DELTA reference, with exactly the module names of the network being trained.
+    # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
+    regularizer = build_regularizer(name, model, model, reg, weights)
     trainer = Trainer(model, config, regularizer, default_callbacks(config),
                       new_parameter_names(model), checkpoint_dir)
     history = trainer.fit(splits["train"], splits["val"])

@@ -298,7 +298,7 @@ def _layer_rows(
     )
 
 
-def _feeding_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
+def feeding_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
     """BN name -> the Conv2d registered just before it with as many output channels.
 
     Registration order matches data flow in torchvision and timm CNNs (conv, then its BN).
@@ -321,7 +321,7 @@ def l1_scores(model: nn.Module, layer_names: list[str] | None = None) -> dict[st
     """
     modules = dict(model.named_modules())
     names = prunable_bn_layers(model) if layer_names is None else layer_names
-    feeding = _feeding_convs(model)
+    feeding = feeding_convs(model)
     scores: dict[str, Tensor] = {}
     for name in names:
         if name in feeding:

@@ -417,19 +417,19 @@ class Trainer:
             bs = self.config.batch_size  # a larger batch here only raises peak memory
             train_x = prefix_activations(self.model, train, boundary, bs, self.device)
             val_x = prefix_activations(self.model, val, boundary, bs, self.device)
-            return SplitModel(self.model, boundary), train_x, val_x, None, None
+            return SplitModel(self.model, boundary), train_x, val_x, None
 
         def transform(batch: torch.Tensor, training: bool) -> torch.Tensor:
             if training and augment is not None:
                 batch = augment(batch)
             return normalise(batch, cfg.mean, cfg.std)
 
-        return self.model, train.images, val.images, transform, augment
+        return self.model, train.images, val.images, transform
 
     def fit(self, train: ImageData, val: ImageData) -> pd.DataFrame:
         """Train, select the best epoch on ``val``; returns one history row per epoch."""
         self.model.to(self.device)
-        net, train_x, val_x, transform, _ = self._prepare_inputs(train, val)
+        net, train_x, val_x, transform = self._prepare_inputs(train, val)
         if self.regularizer is not None:
             self.regularizer.attach(self.model)
         exempt = self.regularizer.decay_exempt() if self.regularizer is not None else set()

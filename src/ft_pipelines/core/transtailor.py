@@ -16,8 +16,8 @@ from torch import nn
 from ft_pipelines.core.finetune import new_parameter_names
 from ft_pipelines.core.importance import (
     ChannelGates,
-    _feeding_convs,
     channel_groups,
+    feeding_convs,
     importance_table,
     l1_scores,
     random_scores,
@@ -95,7 +95,7 @@ def importance_strength(model: nn.Module, table: pd.DataFrame,
     """
     param_names = {module: name for name, module in model.named_modules()}
     strength = {}
-    for bn_name, conv in _feeding_convs(model).items():
+    for bn_name, conv in feeding_convs(model).items():
         rows = table[table["layer"] == bn_name].sort_values("channel")
         if rows.empty:
             continue
