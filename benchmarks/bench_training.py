@@ -41,19 +41,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from ft_pipelines.core.analysis import split_image_data
-from ft_pipelines.core.backbones import create_backbone
-from ft_pipelines.core.finetune import new_parameter_names
-from ft_pipelines.core.images import build_images_table, load_records, validate_records
-from ft_pipelines.core.surgery import apply_surgery
-from ft_pipelines.core.training import (
+from ft_pipelines.core.data import (
     ImageData,
+    build_images_table,
+    load_records,
+    split_image_data,
+    validate_records,
+)
+from ft_pipelines.core.models import apply_surgery, create_backbone
+from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
     default_callbacks,
     frozen_prefix_length,
-    prefix_activations,
 )
+from ft_pipelines.core.training.cache import prefix_activations
+from ft_pipelines.core.utils import head_parameter_names
 
 logger = logging.getLogger("bench_training")
 
@@ -199,7 +202,7 @@ def warm_up(model: nn.Module, data: ImageData, batch_size: int) -> None:
 
 def plain_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
     """SGD with momentum, one group for the pretrained and one for the new (head) parameters."""
-    new_names = new_parameter_names(model)
+    new_names = head_parameter_names(model)
     groups: dict[str, list[nn.Parameter]] = {"pretrained": [], "new": []}
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -268,7 +271,7 @@ def run_ours(model: nn.Module, setup: BenchSetup, use_cache: bool) -> dict[str, 
         progress=False,
     )
     trainer = Trainer(
-        model, config, None, default_callbacks(config), new_parameter_names(model)
+        model, config, None, default_callbacks(config), head_parameter_names(model)
     )
     started = time.perf_counter()
     history = trainer.fit(setup.train, setup.val)

@@ -18,10 +18,9 @@ import numpy as np
 import skimage.data
 import torch
 
-from ft_pipelines.core.analysis import similarity_report
-from ft_pipelines.core.backbones import create_backbone
-from ft_pipelines.core.images import build_images_table, decode_images, load_records
-from ft_pipelines.core.training import ImageData
+from ft_pipelines.core.data import ImageData, build_images_table, decode_images, load_records
+from ft_pipelines.core.models import create_backbone
+from ft_pipelines.core.similarity import similarity_report
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 

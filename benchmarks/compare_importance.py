@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 import yaml
 
-from ft_pipelines.core.analysis import split_image_data
-from ft_pipelines.core.metrics import classification_metrics, predict
-from ft_pipelines.core.model_io import load_model_file
-from ft_pipelines.core.transtailor import prune_and_finetune, score_channels
+from ft_pipelines.core.data import split_image_data
+from ft_pipelines.core.evaluation import classification_metrics, predict
+from ft_pipelines.core.models import load_model_file
+from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["importance", "target", "ratio", "seed", "test_top1", "val_top1", "macs_before",

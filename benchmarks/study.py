@@ -30,22 +30,20 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ft_pipelines.core.analysis import (  # noqa: E402
-    similarity_report,
-    split_image_data,
-    stratified_subset,
-)
-from ft_pipelines.core.backbones import create_backbone  # noqa: E402
-from ft_pipelines.core.finetune import delta_attention, finetune_model  # noqa: E402
-from ft_pipelines.core.images import (  # noqa: E402
+from ft_pipelines.core.data import (  # noqa: E402
+    ImageData,
     build_images_table,
     load_records,
+    split_image_data,
+    stratified_subset,
     validate_records,
 )
-from ft_pipelines.core.metrics import classification_metrics, predict  # noqa: E402
+from ft_pipelines.core.evaluation import classification_metrics, predict  # noqa: E402
+from ft_pipelines.core.models import apply_surgery, create_backbone  # noqa: E402
+from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
+from ft_pipelines.core.similarity import similarity_report  # noqa: E402
 from ft_pipelines.core.strategy import select_strategy  # noqa: E402
-from ft_pipelines.core.surgery import apply_surgery  # noqa: E402
-from ft_pipelines.core.training import ImageData  # noqa: E402
+from ft_pipelines.core.training import finetune_model  # noqa: E402
 
 logger = logging.getLogger("study")
 ROOT = Path(__file__).resolve().parents[1]

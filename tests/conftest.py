@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ft_pipelines.core.backbones import create_backbone
+from ft_pipelines.core.models import create_backbone
 
 
 @pytest.fixture(scope="session")

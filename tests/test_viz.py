@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_NODES = {
     "data_ingestion": {"ingest_images"},
-    "similarity_analysis": {"load_backbone", "analyse_similarity"},
+    "pretrained_backbone": {"load_backbone"},
+    "similarity_analysis": {"analyse_similarity"},
     "strategy_selection": {"plan_finetuning"},
     "backbone_surgery": {"perform_surgery"},
     "regularized_finetuning": {"compute_delta_attention", "finetune"},
@@ -83,6 +84,8 @@ def test_edges_chain_the_stages(viz_build):
     edges = {(ids[e["source"]], ids[e["target"]]) for e in graph["edges"]}
     # one dataset handed over at each stage boundary, in pipeline order
     for handover in [("ingest_images", "images"), ("images", "analyse_similarity"),
+                     ("load_backbone", "pretrained_model"),
+                     ("pretrained_model", "analyse_similarity"),
                      ("similarity_metrics", "plan_finetuning"),
                      ("finetune_plan", "perform_surgery"), ("surgered_model", "finetune"),
                      ("finetuned_model", "compute_channel_importance"),

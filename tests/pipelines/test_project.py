@@ -7,8 +7,9 @@ from PIL import Image
 from ft_pipelines.pipeline_registry import register_pipelines
 from tests.pipelines.conftest import latest, run_pipelines
 
-STAGES = ["data_ingestion", "similarity_analysis", "strategy_selection", "backbone_surgery",
-          "regularized_finetuning", "channel_importance", "pruning", "evaluation"]
+STAGES = ["data_ingestion", "pretrained_backbone", "similarity_analysis", "strategy_selection",
+          "backbone_surgery", "regularized_finetuning", "channel_importance", "pruning",
+          "evaluation"]
 
 
 def test_registry_lists_every_stage_and_default(project):
@@ -86,7 +87,8 @@ def test_bad_input_fails_clearly_and_keeps_the_previous_version(project, tmp_pat
 
 def test_first_stages_on_a_users_image_folder(project, tmp_path):
     folder = make_folder(tmp_path / "photos", per_class=8)
-    run_pipelines(project, ["data_ingestion", "similarity_analysis", "strategy_selection"],
+    run_pipelines(project, ["data_ingestion", "pretrained_backbone", "similarity_analysis",
+                            "strategy_selection"],
                   **{"ingestion.source": "image_folder", "ingestion.path": str(folder)})
     plan = json.loads(latest(project, "05_model_input/finetune_plan.json").read_text())
     assert plan["num_classes"] == 2 and plan["strategy"] in ("head_only", "partial_finetune")
@@ -95,7 +97,8 @@ def test_first_stages_on_a_users_image_folder(project, tmp_path):
 @pytest.mark.parametrize(("source", "expected"), [("sklearn_digits", "dissimilar"),
                                                   ("lfw_faces", "similar")])
 def test_plan_similarity_on_bundled_demos(project, source, expected):
-    run_pipelines(project, ["data_ingestion", "similarity_analysis", "strategy_selection"],
+    run_pipelines(project, ["data_ingestion", "pretrained_backbone", "similarity_analysis",
+                            "strategy_selection"],
                   **{"ingestion.source": source, "backbone.input_size": 96})
     plan = json.loads(latest(project, "05_model_input/finetune_plan.json").read_text())
     assert plan["similarity"]["class"] == expected

@@ -9,7 +9,7 @@ from kedro.io import AbstractVersionedDataset, Version
 from kedro.io.core import DatasetError
 from torch import nn
 
-from ft_pipelines.core.model_io import load_model_file, save_model_file
+from ft_pipelines.core.models import load_model_file, save_model_file
 
 
 class ModelArtifactDataset(AbstractVersionedDataset[nn.Module, nn.Module]):

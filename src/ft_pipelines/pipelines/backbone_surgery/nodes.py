@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from ft_pipelines.core.surgery import apply_surgery, surgery_summary
+from ft_pipelines.core.models import apply_surgery, surgery_summary
 
 
 def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_names: list[str],

@@ -9,16 +9,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
 
-from ft_pipelines.core.analysis import split_image_data, stratified_subset
-from ft_pipelines.core.plots import importance_distribution_figure
-from ft_pipelines.core.transtailor import score_channels
+from ft_pipelines.core.data import split_image_data, stratified_subset
+from ft_pipelines.core.evaluation import importance_distribution_figure
+from ft_pipelines.core.pruning import score_channels
 
 
 def compute_channel_importance(finetuned_model: nn.Module, images: pd.DataFrame,
-                               importance: dict[str, Any], ingestion: dict[str, Any]
+                               importance: dict[str, Any], decode_cache_dir: str | None
                                ) -> tuple[pd.DataFrame, Figure]:
     size = finetuned_model.backbone_cfg.input_size
-    train = split_image_data(images, size, ingestion.get("decode_cache_dir"))["train"]
+    train = split_image_data(images, size, decode_cache_dir)["train"]
     train = stratified_subset(train, importance.get("max_images"), int(importance.get("seed", 0)))
     # a copy: gates hook into the modules, and the loaded model may be shared with other nodes
     table = score_channels(copy.deepcopy(finetuned_model), train, "taylor_gate", importance)

@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 compute_channel_importance,
-                inputs=["finetuned_model", "images", "params:importance", "params:ingestion"],
+                inputs=["finetuned_model", "images", "params:importance",
+                        "params:ingestion.decode_cache_dir"],
                 outputs=["channel_importance", "importance_plot"],
                 name="compute_channel_importance",
             ),

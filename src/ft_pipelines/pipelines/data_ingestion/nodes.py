@@ -1,4 +1,4 @@
-"""Thin nodes: unpack ``params:ingestion``, call core.images, shape the outputs."""
+"""Thin nodes: unpack ``params:ingestion``, call core.data, shape the outputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from ft_pipelines.core.images import build_images_table, load_records, validate_records
+from ft_pipelines.core.data import build_images_table, load_records, validate_records
 
 
 def ingest_images(ingestion: dict[str, Any]) -> tuple[pd.DataFrame, list[str], dict, pd.DataFrame]:

@@ -9,18 +9,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
 
-from ft_pipelines.core.analysis import split_image_data
-from ft_pipelines.core.finetune import run_fingerprint
-from ft_pipelines.core.images import decode_cache_key
-from ft_pipelines.core.plots import learning_curves
-from ft_pipelines.core.transtailor import prune_and_finetune, score_channels
+from ft_pipelines.core.data import decode_cache_key, split_image_data
+from ft_pipelines.core.evaluation import learning_curves
+from ft_pipelines.core.pruning import prune_and_finetune, score_channels
+from ft_pipelines.core.utils import run_fingerprint
 
 
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
-          pruning: dict[str, Any], finetune: dict[str, Any], ingestion: dict[str, Any]
+          pruning: dict[str, Any], finetune: dict[str, Any], decode_cache_dir: str | None
           ) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
     size = finetuned_model.backbone_cfg.input_size
-    splits = split_image_data(images, size, ingestion.get("decode_cache_dir"))
+    splits = split_image_data(images, size, decode_cache_dir)
     method = pruning.get("importance", "taylor_gate")
     table = (channel_importance if method == "taylor_gate"
              else score_channels(finetuned_model, splits["train"], method, pruning))

@@ -9,14 +9,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 compute_delta_attention,
                 inputs=["surgered_model", "images", "finetune_plan", "params:finetune",
-                        "params:ingestion"],
+                        "params:ingestion.decode_cache_dir"],
                 outputs="delta_attention",
                 name="compute_delta_attention",
             ),
             Node(
                 finetune,
                 inputs=["surgered_model", "images", "finetune_plan", "delta_attention",
-                        "params:finetune", "params:ingestion"],
+                        "params:finetune", "params:ingestion.decode_cache_dir"],
                 outputs=["finetuned_model", "training_history", "learning_curves_plot"],
                 name="finetune",
             ),

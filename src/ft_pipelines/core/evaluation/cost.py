@@ -1,0 +1,109 @@
+"""Cost of a model: parameters, MACs, size, CPU latency and throughput."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ft_pipelines.core.utils import (
+    count_macs_params,
+    count_params,
+    model_size_bytes,
+    on_device,
+    preserved_modes,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _sync(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: wait for them or the timer measures only the launch.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+
+def _check_timing_args(input_size: tuple[int, int, int], batch_size: int, runs: int) -> None:
+    if len(input_size) != 3:
+        raise ValueError(f"input_size must be (C, H, W), got {input_size}.")
+    if batch_size < 1 or runs < 1:
+        raise ValueError(f"batch_size and runs must be >= 1, got {batch_size} and {runs}.")
+
+
+def _timed_forward_ms(model: nn.Module, batch: torch.Tensor, warmup: int, runs: int) -> list[float]:
+    """Wall time in ms of ``runs`` forward passes after ``warmup`` untimed ones."""
+    timings: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(batch)
+        _sync(batch.device)
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(batch)
+            _sync(batch.device)
+            timings.append((time.perf_counter() - start) * 1000.0)
+    return timings
+
+
+def measure_latency(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    batch_size: int = 1,
+    warmup: int = 10,
+    runs: int = 50,
+    *,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Per-forward-pass latency in ms (median, 90th percentile, mean) on random input."""
+    _check_timing_args(input_size, batch_size, runs)
+    device = torch.device(device)
+    batch = torch.randn((batch_size, *input_size), device=device)
+    with preserved_modes(model, training=False), on_device(model, device):
+        timings = _timed_forward_ms(model, batch, warmup, runs)
+    result = {
+        "median_ms": float(statistics.median(timings)),
+        "p90_ms": float(np.percentile(timings, 90)),
+        "mean_ms": float(statistics.fmean(timings)),
+    }
+    logger.info("Latency (batch %d, %s): %s", batch_size, device, result)
+    return result
+
+
+def measure_throughput(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    batch_size: int = 64,
+    warmup: int = 2,
+    runs: int = 5,
+    *,
+    device: str | torch.device = "cpu",
+) -> float:
+    """Inference throughput in images per second over ``runs`` batches of ``batch_size``."""
+    _check_timing_args(input_size, batch_size, runs)
+    device = torch.device(device)
+    batch = torch.randn((batch_size, *input_size), device=device)
+    with preserved_modes(model, training=False), on_device(model, device):
+        timings = _timed_forward_ms(model, batch, warmup, runs)
+    images_per_s = batch_size * runs / (sum(timings) / 1000.0)
+    logger.info("Throughput (batch %d, %s): %.1f images/s", batch_size, device, images_per_s)
+    return float(images_per_s)
+
+
+def cost_metrics(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters, MACs, size on disk, CPU latency at batch 1 and throughput at batch 64."""
+    size = model.backbone_cfg.input_size
+    shape = (3, size, size)
+    batch = int(params.get("throughput_batch", 64))
+    latency = measure_latency(model, shape, 1, int(params.get("latency_warmup", 10)),
+                              int(params.get("latency_runs", 50)))
+    macs, _ = count_macs_params(model, torch.zeros(1, *shape))
+    return {"params": count_params(model), "macs": macs,
+            "size_bytes": model_size_bytes(model), "latency_ms": latency["median_ms"],
+            "latency_p90_ms": latency["p90_ms"],
+            "throughput": measure_throughput(model, shape, batch), "throughput_batch": batch}

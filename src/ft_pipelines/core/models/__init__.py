@@ -1,0 +1,67 @@
+"""Networks: the backbone factory and its weight sources, the architecture-layout registry, the
+surgery moves, and the model artifact (weights + spec in one safetensors file)."""
+
+from ft_pipelines.core.models.artifact import (
+    channel_counts,
+    load_model_file,
+    newest_artifact,
+    save_model_file,
+)
+from ft_pipelines.core.models.config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneConfig,
+    attach_config,
+)
+from ft_pipelines.core.models.layouts import (
+    LAYOUT_FAMILIES,
+    BackboneLayout,
+    LayoutFamily,
+    TruncatedNetwork,
+    describe_layout,
+    feature_units,
+    forward_head,
+    pooled_stages,
+    register_layout,
+)
+from ft_pipelines.core.models.loading import SOURCES, load_backbone
+from ft_pipelines.core.models.sources import create_backbone
+from ft_pipelines.core.models.state_dict import load_state_dict_file
+from ft_pipelines.core.models.surgery import (
+    apply_surgery,
+    drop_last_blocks,
+    freeze_all_but,
+    reinitialize,
+    replace_head,
+    surgery_summary,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LAYOUT_FAMILIES",
+    "SOURCES",
+    "BackboneConfig",
+    "BackboneLayout",
+    "LayoutFamily",
+    "TruncatedNetwork",
+    "apply_surgery",
+    "attach_config",
+    "channel_counts",
+    "create_backbone",
+    "describe_layout",
+    "drop_last_blocks",
+    "feature_units",
+    "forward_head",
+    "freeze_all_but",
+    "load_backbone",
+    "load_model_file",
+    "load_state_dict_file",
+    "newest_artifact",
+    "pooled_stages",
+    "register_layout",
+    "reinitialize",
+    "replace_head",
+    "save_model_file",
+    "surgery_summary",
+]

@@ -1,0 +1,169 @@
+"""Model artifacts without pickle: one safetensors file holding the weights and, in its metadata,
+the JSON spec (backbone config, surgery applied, channel counts, trainable parameters).
+
+Loading rebuilds the architecture from the spec, replays the surgery, resizes the layers a pruned
+network shrank, then loads the weights strictly: the result is an identical module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from ft_pipelines.core.models.architectures import build_architecture, resolve_library
+from ft_pipelines.core.models.config import BackboneConfig, attach_config
+from ft_pipelines.core.models.surgery import drop_last_blocks, replace_head
+from ft_pipelines.core.utils import atomic_write
+
+SPEC_KEY = "ft_pipelines.spec"
+FORMAT = "ft_pipelines.model/1"
+
+
+def channel_counts(model: nn.Module) -> dict[str, list[int]]:
+    """``{module: [in, out, groups]}`` per conv, ``[features]`` per BN, ``[in, out]`` per linear."""
+    counts: dict[str, list[int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            counts[name] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            counts[name] = [m.num_features]
+        elif isinstance(m, nn.Linear):
+            counts[name] = [m.in_features, m.out_features]
+    return counts
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """Everything needed to rebuild ``model`` except the weights."""
+    if not hasattr(model, "backbone_cfg"):
+        raise ValueError(
+            "This model has no backbone_cfg: create it with "
+            "ft_pipelines.core.models.create_backbone"
+        )
+    return {
+        "format": FORMAT,
+        "backbone": model.backbone_cfg.to_dict(),
+        "surgery": dict(getattr(model, "surgery", {}) or {}),
+        "channels": channel_counts(model),
+        "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+    }
+
+
+def _resize_conv(conv: nn.Conv2d, in_ch: int, out_ch: int, groups: int) -> None:
+    kernel = conv.kernel_size
+    conv.weight = nn.Parameter(torch.empty(out_ch, in_ch // groups, *kernel))
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(torch.empty(out_ch))
+    conv.in_channels, conv.out_channels, conv.groups = in_ch, out_ch, groups
+
+
+def _resize_bn(bn: nn.modules.batchnorm._BatchNorm, features: int) -> None:
+    bn.num_features = features
+    if bn.affine:
+        bn.weight = nn.Parameter(torch.empty(features))
+        bn.bias = nn.Parameter(torch.empty(features))
+    if bn.track_running_stats:
+        bn.running_mean = torch.zeros(features)
+        bn.running_var = torch.ones(features)
+
+
+def _resize_linear(linear: nn.Linear, in_f: int, out_f: int) -> None:
+    linear.weight = nn.Parameter(torch.empty(out_f, in_f))
+    if linear.bias is not None:
+        linear.bias = nn.Parameter(torch.empty(out_f))
+    linear.in_features, linear.out_features = in_f, out_f
+
+
+def apply_channel_counts(model: nn.Module, channels: dict[str, list[int]]) -> None:
+    """Shrink layers to the saved channel counts (a pruned network) in place."""
+    modules = dict(model.named_modules())
+    for name, counts in channels.items():
+        m = modules.get(name)
+        if m is None:
+            raise ValueError(f"Artifact spec names layer {name!r} that the architecture lacks")
+        if counts == channel_counts(m).get("", counts):
+            continue
+        if isinstance(m, nn.Conv2d):
+            _resize_conv(m, *counts)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            _resize_bn(m, *counts)
+        elif isinstance(m, nn.Linear):
+            _resize_linear(m, *counts)
+
+
+def rebuild_model(spec: dict[str, Any]) -> nn.Module:
+    """The module described by ``spec`` (random weights): architecture, surgery, channel counts."""
+    if spec.get("format") != FORMAT:
+        raise ValueError(f"Not an ft_pipelines model spec (format={spec.get('format')!r})")
+    config = BackboneConfig.from_dict(spec["backbone"])
+    library = resolve_library(config.architecture, config.library)
+    model = attach_config(
+        build_architecture(config.architecture, library, config.num_source_classes), config
+    )
+    surgery = spec.get("surgery", {})
+    model = drop_last_blocks(model, int(surgery.get("drop_last_blocks", 0)))
+    if "num_classes" in surgery:
+        model = replace_head(model, int(surgery["num_classes"]))
+    model.surgery = dict(surgery)
+    apply_channel_counts(model, spec.get("channels", {}))
+    return attach_config(model, config)
+
+
+def model_to_bytes(model: nn.Module) -> bytes:
+    """Serialise weights + spec into one safetensors blob (no pickle anywhere)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return safetensors_bytes(state, metadata={SPEC_KEY: json.dumps(model_spec(model))})
+
+
+def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Spec and tensors of an artifact file; a pickle or truncated file is refused."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a valid ft_pipelines model artifact (a safetensors file with a "
+            f"spec): {err}. Pickled checkpoints are refused on purpose; re-export the model "
+            "with ModelArtifactDataset or load its state dict with backbone.source=file."
+        ) from err
+    if SPEC_KEY not in metadata:
+        raise ValueError(
+            f"{path} is a safetensors file without an ft_pipelines spec; load it "
+            "as a plain state dict with backbone.source=file"
+        )
+    return json.loads(metadata[SPEC_KEY]), tensors
+
+
+def load_model_file(path: str | Path) -> nn.Module:
+    """Rebuild the identical module saved at ``path``."""
+    spec, tensors = read_artifact(path)
+    model = rebuild_model(spec)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the spec: {err}") from err
+    trainable = set(spec.get("trainable", []))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+    return model.eval()
+
+
+def save_model_file(model: nn.Module, path: str | Path) -> None:
+    """Write atomically: a killed save never leaves a half-written artifact behind."""
+    blob = model_to_bytes(model)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def newest_artifact(folder: str | Path) -> Path:
+    """The newest artifact inside a folder (a versioned dataset folder or a plain one)."""
+    files = sorted(Path(folder).rglob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No model artifact (*.safetensors) under {folder}")
+    return files[-1]

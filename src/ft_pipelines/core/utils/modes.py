@@ -1,0 +1,47 @@
+"""Temporary train/eval mode and device for a module, restored exactly on exit."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def preserved_modes(*modules: nn.Module, training: bool | None = None) -> Iterator[None]:
+    """Inside: ``modules`` in train (``training=True``) or eval (``False``) mode, or left as they
+    are (``None``). On exit every submodule gets back its own flag.
+
+    Every submodule, not only the top ones: ``train()`` recurses, so restoring only the top
+    module would flip children that were in another mode (e.g. frozen BatchNorm kept in eval).
+    """
+    saved = [(sub, sub.training) for module in modules for sub in module.modules()]
+    try:
+        if training is not None:
+            for module in modules:
+                module.train(training)
+        yield
+    finally:
+        for sub, mode in saved:
+            sub.training = mode
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; CPU for a module without tensors."""
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def on_device(model: nn.Module, device: str | torch.device) -> Iterator[nn.Module]:
+    """``model`` moved to ``device`` inside; moved back to where it was on exit."""
+    original = model_device(model)
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.to(original)

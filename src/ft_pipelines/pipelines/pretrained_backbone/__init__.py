@@ -1,0 +1,5 @@
+"""Stage: the pretrained network every later stage starts from."""
+
+from ft_pipelines.pipelines.pretrained_backbone.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
