@@ -56,7 +56,8 @@ from ft_pipelines.core.training import (
     frozen_prefix_length,
 )
 from ft_pipelines.core.training.cache import prefix_activations
-from ft_pipelines.core.utils import head_parameter_names
+from ft_pipelines.core.training.trainer import set_frozen_batchnorm_eval
+from ft_pipelines.core.utils import head_parameter_names, normalise
 
 logger = logging.getLogger("bench_training")
 
@@ -170,27 +171,12 @@ def surgered_model(setup: BenchSetup, setting: str) -> nn.Module:
     return apply_surgery(model, setup.num_classes, trainable_blocks=SETTINGS[setting])
 
 
-def _normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (batch.float() / 255.0 - mean) / std
-
-
-def _frozen_bn_eval(model: nn.Module) -> None:
-    # As Trainer does: BN layers with frozen parameters keep their pretrained statistics.
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
-
-
 def warm_up(model: nn.Module, data: ImageData, batch_size: int) -> None:
     """One forward/backward of a throwaway copy: first-call allocations and kernel choice."""
     cfg = model.backbone_cfg
-    mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.std).view(1, -1, 1, 1)
     scratch = copy.deepcopy(model).train()
-    _frozen_bn_eval(scratch)
-    logits = scratch(_normalise(data.images[:batch_size], mean, std))
+    set_frozen_batchnorm_eval(scratch)
+    logits = scratch(normalise(data.images[:batch_size], cfg.mean, cfg.std))
     loss = nn.functional.cross_entropy(logits, data.labels[:batch_size])
     if loss.requires_grad:
         loss.backward()
@@ -218,8 +204,6 @@ def run_plain(model: nn.Module, setup: BenchSetup) -> dict[str, Any]:
     """The hand-written reference loop: no cache, no callbacks, no validation."""
     args, train = setup.args, setup.train
     cfg = model.backbone_cfg
-    mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.std).view(1, -1, 1, 1)
     optimizer = plain_optimizer(model, args)
     epoch_seconds, losses = [], []
     for epoch in range(args.epochs):
@@ -228,12 +212,12 @@ def run_plain(model: nn.Module, setup: BenchSetup) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(train), generator=generator)
         model.train()
-        _frozen_bn_eval(model)
+        set_frozen_batchnorm_eval(model)
         loss_sum = 0.0
         started = time.perf_counter()
         for start in range(0, len(order), args.batch_size):
             idx = order[start : start + args.batch_size]
-            logits = model(_normalise(train.images[idx], mean, std))
+            logits = model(normalise(train.images[idx], cfg.mean, cfg.std))
             loss = nn.functional.cross_entropy(logits, train.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

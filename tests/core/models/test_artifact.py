@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.models import apply_surgery, load_model_file, save_model_file
+from ft_pipelines.core.models import apply_surgery, load_backbone, load_model_file, save_model_file
 from ft_pipelines.core.pruning import prune_by_importance, score_channels
 
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -81,3 +81,16 @@ def test_no_code_path_calls_an_unsafe_torch_load():
             if "weights_only=True" not in call:
                 offenders.append(f"{file}: torch.load({call})")
     assert not offenders, offenders
+
+
+def test_artifact_source_loads_a_saved_model_file_or_newest_in_folder(tmp_path, fresh_backbone):
+    model = apply_surgery(fresh_backbone, 5, trainable_blocks=1)
+    save_model_file(model, tmp_path / "2026-01-01" / "m.safetensors")
+    for path in (tmp_path / "2026-01-01" / "m.safetensors", tmp_path):
+        loaded = load_backbone("artifact", path=str(path))
+        assert _same_outputs(model, loaded)
+        assert loaded.surgery == model.surgery
+    with pytest.raises(ValueError, match="source=artifact"):
+        load_backbone("file", "efficientnet_lite0", path=str(tmp_path))
+    with pytest.raises(ValueError, match="backbone.path"):
+        load_backbone("artifact")

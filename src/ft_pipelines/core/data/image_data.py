@@ -25,7 +25,6 @@ class ImageData:
         return int(self.labels.shape[0])
 
 
-
 def split_image_data(table: pd.DataFrame, size: int, cache_dir: str | Path | None
                      ) -> dict[str, ImageData]:
     """Decode the ``images`` table once (cached on disk) and cut it by split."""
@@ -52,7 +51,6 @@ def stratified_subset(data: ImageData, max_images: int | None, seed: int) -> Ima
         keep.extend(generator.choice(members, size=min(count, len(members)), replace=False))
     index = torch.as_tensor(np.sort(keep))
     return ImageData(data.images[index], data.labels[index])
-
 
 
 def load_reference_images(folder: str, size: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -45,7 +45,6 @@ def image_id_of(image_bytes: bytes) -> str:
     return hashlib.sha256(image_bytes).hexdigest()[:16]
 
 
-
 def load_records(
     source: str,
     path: str | Path | None = None,

@@ -28,25 +28,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-
-def _check_timing_args(input_size: tuple[int, int, int], batch_size: int, runs: int) -> None:
+def _timed_forward_ms(  # noqa: PLR0917 (the timing settings of both public functions)
+    model: nn.Module, input_size: tuple[int, int, int], batch_size: int, warmup: int, runs: int,
+    device: str | torch.device,
+) -> list[float]:
+    """Wall time in ms of ``runs`` forward passes on a random batch, after ``warmup`` untimed
+    ones; the model in eval mode on ``device`` meanwhile."""
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (C, H, W), got {input_size}.")
     if batch_size < 1 or runs < 1:
         raise ValueError(f"batch_size and runs must be >= 1, got {batch_size} and {runs}.")
-
-
-def _timed_forward_ms(model: nn.Module, batch: torch.Tensor, warmup: int, runs: int) -> list[float]:
-    """Wall time in ms of ``runs`` forward passes after ``warmup`` untimed ones."""
+    device = torch.device(device)
+    batch = torch.randn((batch_size, *input_size), device=device)
     timings: list[float] = []
-    with torch.inference_mode():
+    with preserved_modes(model, training=False), on_device(model, device), torch.inference_mode():
         for _ in range(warmup):
             model(batch)
-        _sync(batch.device)
+        _sync(device)
         for _ in range(runs):
             start = time.perf_counter()
             model(batch)
-            _sync(batch.device)
+            _sync(device)
             timings.append((time.perf_counter() - start) * 1000.0)
     return timings
 
@@ -61,11 +63,7 @@ def measure_latency(
     device: str | torch.device = "cpu",
 ) -> dict:
     """Per-forward-pass latency in ms (median, 90th percentile, mean) on random input."""
-    _check_timing_args(input_size, batch_size, runs)
-    device = torch.device(device)
-    batch = torch.randn((batch_size, *input_size), device=device)
-    with preserved_modes(model, training=False), on_device(model, device):
-        timings = _timed_forward_ms(model, batch, warmup, runs)
+    timings = _timed_forward_ms(model, input_size, batch_size, warmup, runs, device)
     result = {
         "median_ms": float(statistics.median(timings)),
         "p90_ms": float(np.percentile(timings, 90)),
@@ -85,11 +83,7 @@ def measure_throughput(
     device: str | torch.device = "cpu",
 ) -> float:
     """Inference throughput in images per second over ``runs`` batches of ``batch_size``."""
-    _check_timing_args(input_size, batch_size, runs)
-    device = torch.device(device)
-    batch = torch.randn((batch_size, *input_size), device=device)
-    with preserved_modes(model, training=False), on_device(model, device):
-        timings = _timed_forward_ms(model, batch, warmup, runs)
+    timings = _timed_forward_ms(model, input_size, batch_size, warmup, runs, device)
     images_per_s = batch_size * runs / (sum(timings) / 1000.0)
     logger.info("Throughput (batch %d, %s): %.1f images/s", batch_size, device, images_per_s)
     return float(images_per_s)

@@ -42,7 +42,6 @@ class BackboneConfig:
         return cls(layout=layout, **data)
 
 
-
 def attach_config(model: nn.Module, config: BackboneConfig) -> nn.Module:
     """Attach ``config`` to ``model`` with the layout read off the model as it is now."""
     model.backbone_cfg = replace(config, layout=describe_layout(model))

@@ -39,7 +39,6 @@ def _is_under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
-
 def build_dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
     """Trace ``model`` into torch-pruning's dependency graph without changing its train mode.
 

@@ -36,7 +36,6 @@ def _capture_output(store: dict[str, Tensor], name: str) -> Callable[..., None]:
     return hook
 
 
-
 class DELTA(Regularizer):
     """DELTA (Li et al. 2019): feature maps of the model pulled toward a frozen reference's.
 

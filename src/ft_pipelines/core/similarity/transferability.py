@@ -26,31 +26,6 @@ class LogMEResult:
     betas: np.ndarray  # [K] fitted noise precision
 
 
-def log_evidence(features: ArrayLike, targets: ArrayLike, alpha: float, beta: float) -> float:
-    """Log marginal likelihood of Bayesian linear regression y = F w + e, evaluated directly.
-
-    w ~ N(0, alpha^-1 I), e ~ N(0, beta^-1 I). Builds A = alpha I + beta F^T F ([D, D]) and
-    uses slogdet; meant for checking :func:`logme` on small problems. Not divided by N.
-    """
-    feats = as_matrix(features, "features")
-    y = np.asarray(targets, np.float64).reshape(-1)
-    n_samples, dim = feats.shape
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f"alpha and beta must be positive, got {alpha}, {beta}.")
-    precision = alpha * np.eye(dim) + beta * feats.T @ feats
-    posterior_mean = beta * np.linalg.solve(precision, feats.T @ y)
-    residual_sq = float(np.sum((feats @ posterior_mean - y) ** 2))
-    _, logdet = np.linalg.slogdet(precision)
-    return float(
-        dim / 2 * np.log(alpha)
-        + n_samples / 2 * np.log(beta)
-        - n_samples / 2 * np.log(2 * np.pi)
-        - beta / 2 * residual_sq
-        - alpha / 2 * float(posterior_mean @ posterior_mean)
-        - logdet / 2
-    )
-
-
 def _evidence_terms(
     alpha: float, beta: float, sing_sq: np.ndarray, proj: np.ndarray, outside_sq: float
 ) -> tuple[float, float, float]:

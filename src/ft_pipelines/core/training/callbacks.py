@@ -104,7 +104,6 @@ class EarlyStopping(Callback):
             trainer.stop = True
 
 
-
 def default_callbacks(config: TrainConfig, checkpoint_dir: str | Path | None = None
                       ) -> list[Callback]:
     """Progress bar, best-epoch selection, early stopping (when configured) and, with a

@@ -45,7 +45,6 @@ def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-
 def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
                    params: dict[str, Any], attention: pd.DataFrame | None = None,
                    checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, pd.DataFrame]:

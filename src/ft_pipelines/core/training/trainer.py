@@ -34,7 +34,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-
 def build_augmentation(
     spec: dict[str, Any], size: int
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -64,7 +63,6 @@ def set_frozen_batchnorm_eval(model: nn.Module) -> None:
                 module.eval()
 
 
-
 class Callback:
     """Optional behaviour plugged into ``Trainer``; every hook is a no-op."""
 
@@ -80,7 +78,6 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state_dict` returned."""
-
 
 
 class Trainer:
