@@ -3,8 +3,10 @@
 from kedro.config import OmegaConfigLoader
 
 from ft_pipelines.hooks import LineageHook
+from ft_pipelines.params.hooks import ParametersHook
 
-HOOKS = (LineageHook(),)
+# ParametersHook first: bad parameters stop the session before anything else happens.
+HOOKS = (ParametersHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
