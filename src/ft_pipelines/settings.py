@@ -5,7 +5,8 @@ from kedro.config import OmegaConfigLoader
 from ft_pipelines.hooks import LineageHook
 from ft_pipelines.params.hooks import ParametersHook
 
-# ParametersHook first: bad parameters stop the session before anything else happens.
+# ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
+# the session before anything happens.
 HOOKS = (ParametersHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
