@@ -1,4 +1,5 @@
-"""Lineage: which version of which dataset each run loaded and saved, with its parameters."""
+"""Lineage: which version of which dataset each run loaded and saved, with its parameters and
+the environment (threads, device, library versions, CPU) its results depend on."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, Version
 from kedro_datasets.json import JSONDataset
 
-logger = logging.getLogger(__name__)
+from ft_pipelines.params import validate_parameters
+from ft_pipelines.params.environment import environment_record
 
-DEFAULT_DIRECTORY = "data/08_reporting"
+logger = logging.getLogger(__name__)
 
 
 class LineageHook:
@@ -38,7 +40,8 @@ class LineageHook:
         self.record = {
             "save_version": save_version,
             "pinned_load_versions": load_versions,
-            "parameters": parameters.get("parameters", parameters),
+            # every key with its default, as plain JSON (Kedro passes typed blocks as models)
+            "parameters": validate_parameters(parameters["parameters"]).model_dump(mode="json"),
             "loaded": {},
             "saved": {},
         }
@@ -53,6 +56,7 @@ class LineageHook:
                 "started": time.time(),
                 "runtime_params": run_params.get("runtime_params"),
                 "project_path": run_params.get("project_path"),
+                "environment": environment_record(),
             }
         )
 
@@ -86,9 +90,9 @@ class LineageHook:
         if not self.record:
             return
         self.record.update({"status": status, "finished": time.time()})
-        directory = (self.record["parameters"].get("lineage") or {}).get("directory")
+        directory = self.record["parameters"]["lineage"]["directory"]
         # relative to the project, as Kedro resolves the catalog's paths
-        path = Path(self.record.get("project_path") or ".") / (directory or DEFAULT_DIRECTORY)
+        path = Path(self.record.get("project_path") or ".") / directory
         path = (path / "lineage.json").as_posix()
         dataset = JSONDataset(
             filepath=path,

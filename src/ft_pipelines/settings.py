@@ -3,8 +3,11 @@
 from kedro.config import OmegaConfigLoader
 
 from ft_pipelines.hooks import LineageHook
+from ft_pipelines.params.hooks import ParametersHook
 
-HOOKS = (LineageHook(),)
+# ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
+# the session before anything happens.
+HOOKS = (ParametersHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

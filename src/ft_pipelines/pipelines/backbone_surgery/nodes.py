@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pandas as pd
 from torch import nn
 
 from ft_pipelines.core.models import apply_surgery, surgery_summary
+from ft_pipelines.params import SurgeryParams
 
 
 def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_names: list[str],
-                    surgery: dict[str, Any]) -> tuple[nn.Module, pd.DataFrame]:
+                    surgery: SurgeryParams) -> tuple[nn.Module, pd.DataFrame]:
     if finetune_plan["num_classes"] != len(class_names):
         raise ValueError(
             f"finetune_plan is for {finetune_plan['num_classes']} classes but class_names has "
@@ -20,5 +20,5 @@ def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_name
             "on the current images (or pin matching versions with --load-versions).")
     model = apply_surgery(copy.deepcopy(pretrained_model), len(class_names),
                           finetune_plan["trainable_blocks"], finetune_plan["drop_last_blocks"],
-                          finetune_plan["reinitialize"], int(surgery.get("seed", 0)))
+                          finetune_plan["reinitialize"], surgery.seed)
     return model, surgery_summary(model)

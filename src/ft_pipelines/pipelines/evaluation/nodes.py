@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
 
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.evaluation import evaluate_models, render_report
+from ft_pipelines.params import EvaluationParams
 
 
 def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_model: nn.Module,
-             images: pd.DataFrame, class_names: list[str], evaluation: dict[str, Any],
+             images: pd.DataFrame, class_names: list[str], evaluation: EvaluationParams,
              decode_cache_dir: str | None) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
-    return evaluate_models(models, splits, class_names, evaluation)
+    return evaluate_models(models, splits, class_names, evaluation.model_dump())
 
 
 def write_report(finetune_plan: dict, evaluation_metrics: dict, pruning_summary: dict,

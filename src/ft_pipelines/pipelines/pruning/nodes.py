@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -13,21 +12,22 @@ from ft_pipelines.core.data import decode_cache_key, split_image_data
 from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
+from ft_pipelines.params import FinetuneParams, PruningParams
 
 
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
-          pruning: dict[str, Any], finetune: dict[str, Any], decode_cache_dir: str | None
+          pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None
           ) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
-    method = pruning.get("importance", "taylor_gate")
-    table = (channel_importance if method == "taylor_gate"
-             else score_channels(finetuned_model, splits["train"], method, pruning))
+    settings = pruning.model_dump()
+    table = (channel_importance if pruning.importance == "taylor_gate"
+             else score_channels(finetuned_model, splits["train"], pruning.importance, settings))
     checkpoint_dir = None
-    if finetune.get("resume", True):
+    if finetune.resume:
         key = run_fingerprint(finetuned_model, decode_cache_key(images, size),
-                              {"importance": table["norm_score"].tolist()}, pruning)
-        checkpoint_dir = Path(finetune["checkpoint_dir"]) / f"prune-{key}"
-    model, summary, history = prune_and_finetune(finetuned_model, table, splits, pruning,
+                              {"importance": table["norm_score"].tolist()}, settings)
+        checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
+    model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
                                                  checkpoint_dir)
     return model, summary, history, learning_curves(history)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
@@ -11,14 +9,15 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import layer_divergence_figure
 from ft_pipelines.core.similarity import similarity_report
+from ft_pipelines.params import SimilarityParams
 
 
 def analyse_similarity(pretrained_model: nn.Module, images: pd.DataFrame,
-                       similarity: dict[str, Any], decode_cache_dir: str | None
+                       similarity: SimilarityParams, decode_cache_dir: str | None
                        ) -> tuple[dict, pd.DataFrame, Figure]:
     """Similarity signals on (a stratified subset of) the training split."""
     data = split_image_data(images, pretrained_model.backbone_cfg.input_size,
                             decode_cache_dir)["train"]
-    data = stratified_subset(data, similarity.get("max_images"), int(similarity.get("seed", 0)))
-    metrics, layers = similarity_report(pretrained_model, data, similarity)
+    data = stratified_subset(data, similarity.max_images, similarity.seed)
+    metrics, layers = similarity_report(pretrained_model, data, similarity.model_dump())
     return metrics, layers, layer_divergence_figure(layers)

@@ -1,0 +1,32 @@
+"""Typed parameters: one pydantic schema per ``params:<block>``, holding the only defaults,
+and the check of a whole configuration (``validate_parameters``). Nothing here imports Kedro."""
+
+from ft_pipelines.params.backbone_surgery import SurgeryParams
+from ft_pipelines.params.channel_importance import ImportanceParams
+from ft_pipelines.params.data_ingestion import IngestionParams
+from ft_pipelines.params.evaluation import EvaluationParams, LineageParams
+from ft_pipelines.params.pretrained_backbone import BackboneParams
+from ft_pipelines.params.pruning import PruningParams
+from ft_pipelines.params.regularized_finetuning import FinetuneParams
+from ft_pipelines.params.runtime import RuntimeParams
+from ft_pipelines.params.schema import Parameters
+from ft_pipelines.params.similarity_analysis import SimilarityParams
+from ft_pipelines.params.strategy_selection import StrategyParams
+from ft_pipelines.params.validate import ParameterError, validate_parameters
+
+__all__ = [
+    "BackboneParams",
+    "EvaluationParams",
+    "FinetuneParams",
+    "ImportanceParams",
+    "IngestionParams",
+    "LineageParams",
+    "ParameterError",
+    "Parameters",
+    "PruningParams",
+    "RuntimeParams",
+    "SimilarityParams",
+    "StrategyParams",
+    "SurgeryParams",
+    "validate_parameters",
+]

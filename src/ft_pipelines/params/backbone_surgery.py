@@ -1,0 +1,9 @@
+"""``surgery``: carrying out the plan on the pretrained network."""
+
+from __future__ import annotations
+
+from ft_pipelines.params.base import Schema, Seed
+
+
+class SurgeryParams(Schema):
+    seed: Seed = 0                          # for re-initialisation (from_scratch)

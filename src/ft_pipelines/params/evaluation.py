@@ -1,0 +1,16 @@
+"""``evaluation`` (how models are scored) and ``lineage`` (where each run's record goes)."""
+
+from __future__ import annotations
+
+from ft_pipelines.params.base import Count, NonNegativeInt, Schema
+
+
+class EvaluationParams(Schema):
+    latency_runs: Count = 50
+    latency_warmup: NonNegativeInt = 10
+    throughput_batch: Count = 64
+    probe_max_iter: Count = 2000
+
+
+class LineageParams(Schema):
+    directory: str = "data/08_reporting"    # the lineage hook writes lineage.json here

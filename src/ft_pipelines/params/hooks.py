@@ -1,0 +1,35 @@
+"""Kedro hook: check the whole parameter configuration when a session starts, then apply
+``runtime.threads`` (before any node, for every stage, whichever pipelines the run includes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from kedro.framework.hooks import hook_impl
+
+from ft_pipelines.params.environment import apply_threads
+from ft_pipelines.params.validate import ParameterError, validate_parameters
+
+
+class InvalidParameters(ParameterError, click.ClickException):
+    """A ``ParameterError`` that ``kedro`` commands print as ``Error: <message>`` with exit code
+    1, without a traceback (the traceback says nothing the message does not)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        ParameterError.__init__(self, problems)
+        click.ClickException.__init__(self, self.args[0])
+
+
+class ParametersHook:
+    """Raises ``InvalidParameters`` listing every problem; nothing runs with bad parameters."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        # The raw merged configuration (conf/<env> + --params), not ``context.params``: that
+        # one also runs Kedro's per-node validation, whose errors are pydantic's raw text.
+        try:
+            parameters = validate_parameters(context.config_loader["parameters"])
+        except ParameterError as error:
+            raise InvalidParameters(error.problems) from None
+        apply_threads(parameters.runtime.threads)

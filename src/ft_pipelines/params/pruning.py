@@ -1,0 +1,21 @@
+"""``pruning``: how much, by which importance, and the recovery training."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ft_pipelines.params.base import Count, LearningRate, NonNegativeInt, Schema, Seed, Weight
+
+
+class PruningParams(Schema):
+    importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
+    target: Literal["channels", "macs"] = "macs"
+    ratio: float = Field(default=0.35, gt=0, lt=1)  # fraction of channels or MACs removed
+    steps: Count = 2
+    recovery_epochs: NonNegativeInt = 1     # short training between steps
+    finetune_epochs: Count = 5              # importance-aware fine-tuning after the last step
+    lr: LearningRate = 0.02
+    anchor_alpha: Weight = 0.01             # L2-SP toward the pruned fine-tuned weights
+    seed: Seed = 0

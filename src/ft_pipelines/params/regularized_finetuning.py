@@ -1,0 +1,73 @@
+"""``finetune``: how the planned training runs (the plan decides epochs, rates, regulariser)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ft_pipelines.params.base import (
+    Count,
+    Device,
+    Fraction,
+    LearningRate,
+    Schema,
+    Seed,
+    Weight,
+    invalid,
+    override,
+)
+from ft_pipelines.params.strategy_selection import RegularizerSettings
+
+
+class RandomResizedCrop(Schema):
+    scale: tuple[Fraction, Fraction] = (0.7, 1.0)  # area range of the crop
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> RandomResizedCrop:
+        low, high = self.scale
+        if not 0 < low <= high:
+            raise invalid("scale", f"must be [low, high] with 0 < low <= high <= 1, got "
+                                   f"{list(self.scale)}")
+        return self
+
+
+class Augment(Schema):
+    random_resized_crop: RandomResizedCrop | None = None
+    horizontal_flip: bool = False
+
+
+class BSSSettings(Schema):
+    """Batch Spectral Shrinkage: penalise the k smallest singular values of the features."""
+
+    eta: Weight = 0.001
+    k: Count = 1
+    feature_module: str | None = override("module whose input are the features (default: "
+                                          "the last nn.Linear)")
+
+
+class FinetuneParams(Schema):
+    batch_size: Count = 64
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: Weight = 0.0
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = Field(default=0.5, ge=0)
+    step_size: Count = 10                   # schedule=step: epochs between decays
+    gamma: float = Field(default=0.1, gt=0, le=1)  # schedule=step: factor per decay
+    patience: Count | None = None           # early stopping on validation accuracy
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    augment: Augment = Field(default_factory=Augment)
+    regularizer: RegularizerSettings = Field(default_factory=RegularizerSettings)
+    bss: BSSSettings | None = None
+    delta_probe_images: Count | None = 256  # images for DELTA's channel attention; null: all
+    use_cache: bool = True
+    seed: Seed = 0
+    device: Device = "auto"
+    progress: bool = True                   # progress bars per epoch
+    resume: bool = True
+    checkpoint_dir: str = "data/06_models/checkpoints"
+    # Overrides of the plan (strategy.training.<strategy>); unset: the plan's.
+    epochs: Count | None = override("epochs instead of the plan's")
+    lr_pretrained: LearningRate | None = override("learning rate of pretrained weights")
+    lr_new: LearningRate | None = override("learning rate of the new head")

@@ -1,0 +1,33 @@
+"""The whole parameter configuration: one block per stage, each holding its only defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ft_pipelines.params.backbone_surgery import SurgeryParams
+from ft_pipelines.params.base import Schema
+from ft_pipelines.params.channel_importance import ImportanceParams
+from ft_pipelines.params.data_ingestion import IngestionParams
+from ft_pipelines.params.evaluation import EvaluationParams, LineageParams
+from ft_pipelines.params.pretrained_backbone import BackboneParams
+from ft_pipelines.params.pruning import PruningParams
+from ft_pipelines.params.regularized_finetuning import FinetuneParams
+from ft_pipelines.params.runtime import RuntimeParams
+from ft_pipelines.params.similarity_analysis import SimilarityParams
+from ft_pipelines.params.strategy_selection import StrategyParams
+
+
+class Parameters(Schema):
+    """Every ``params:<block>``; an unknown block is an error like an unknown key."""
+
+    ingestion: IngestionParams = Field(default_factory=IngestionParams)
+    backbone: BackboneParams = Field(default_factory=BackboneParams)
+    similarity: SimilarityParams = Field(default_factory=SimilarityParams)
+    strategy: StrategyParams = Field(default_factory=StrategyParams)
+    surgery: SurgeryParams = Field(default_factory=SurgeryParams)
+    finetune: FinetuneParams = Field(default_factory=FinetuneParams)
+    importance: ImportanceParams = Field(default_factory=ImportanceParams)
+    pruning: PruningParams = Field(default_factory=PruningParams)
+    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+    lineage: LineageParams = Field(default_factory=LineageParams)
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)

@@ -1,0 +1,15 @@
+"""``similarity``: how far the data is from the backbone's source."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ft_pipelines.params.base import Count, Schema, Seed
+
+
+class SimilarityParams(Schema):
+    max_images: Count | None = 600          # train images used for the signals; null: all
+    batch_size: Count = 128
+    source_reference: str | None = None     # image folder from the pretraining domain
+    emd_gamma: float = Field(default=0.01, gt=0)
+    seed: Seed = 0

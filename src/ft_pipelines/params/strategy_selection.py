@@ -1,0 +1,132 @@
+"""``strategy``: dataset size x similarity -> strategy, and how each strategy trains."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from ft_pipelines.params.base import (
+    Count,
+    LearningRate,
+    NonNegativeInt,
+    Schema,
+    Weight,
+    invalid,
+    override,
+)
+
+StrategyName = Literal["head_only", "partial_finetune", "full_finetune", "from_scratch"]
+RegularizerName = Literal["none", "l2", "l2_sp", "delta"]
+
+# The keys each regulariser takes (core.regularizers.build_regularizer checks the same).
+REGULARIZER_KEYS: dict[str, set[str]] = {
+    "none": set(),
+    "l2": {"beta"},
+    "l2_sp": {"alpha", "beta", "anchor_bn", "new_param_names"},
+    "delta": {"alpha", "beta", "layer_names", "new_param_names", "cached_reference"},
+}
+
+
+class RegularizerSettings(Schema):
+    """A regulariser and its weights; unset keys are absent (the regulariser's own default)."""
+
+    name: RegularizerName | None = override("none | l2 | l2_sp | delta")
+    alpha: Weight | None = override("pull toward the pretrained weights / features")
+    beta: Weight | None = override("L2 toward zero (new or all weights)")
+    anchor_bn: bool | None = override("l2_sp: anchor the normalisation layers too")
+    layer_names: list[str] | None = override("delta: feature-map modules (default: trainable)")
+    new_param_names: list[str] | None = override("weights that get beta (default: the head)")
+    cached_reference: bool | None = override("delta: cache the reference's feature maps")
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> RegularizerSettings:
+        if self.name is None:
+            return self
+        allowed = REGULARIZER_KEYS[self.name]
+        for key in self.model_fields_set - {"name"}:
+            if key not in allowed and getattr(self, key) is not None:
+                takes = ", ".join(sorted(allowed)) or "no setting"
+                raise invalid(key, f"does not apply to regulariser {self.name} (it takes: "
+                                   f"{takes})")
+        return self
+
+
+class PlannedRegularizer(RegularizerSettings):
+    name: RegularizerName  # a plan always names its regulariser
+
+
+class TrainingPlan(Schema):
+    epochs: Count
+    lr_pretrained: LearningRate
+    lr_new: LearningRate
+    regularizer: PlannedRegularizer
+
+
+def _plan(epochs: int, lr_pretrained: float, lr_new: float, **regularizer: Any) -> Any:
+    return Field(default_factory=lambda: TrainingPlan(
+        epochs=epochs, lr_pretrained=lr_pretrained, lr_new=lr_new,
+        regularizer=PlannedRegularizer(**regularizer)))
+
+
+class StrategyTraining(Schema):
+    """Per strategy: epochs, learning rates, regulariser (references.md)."""
+
+    head_only: TrainingPlan = _plan(15, 0.01, 0.05, name="l2", beta=0.0001)
+    partial_finetune: TrainingPlan = _plan(8, 0.02, 0.05, name="l2_sp", alpha=0.01, beta=0.01)
+    full_finetune: TrainingPlan = _plan(8, 0.01, 0.05, name="l2_sp", alpha=0.1, beta=0.01)
+    from_scratch: TrainingPlan = _plan(30, 0.05, 0.05, name="l2", beta=0.0005)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_defaults(cls, data: Any) -> Any:
+        """A strategy given in part keeps the defaults of the keys it leaves out."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, given in data.items():
+            field = cls.model_fields.get(name)
+            if field is not None and isinstance(given, dict):
+                filled[name] = {**field.get_default(call_default_factory=True).model_dump(),
+                                **given}
+        return filled
+
+
+class SizeThresholds(Schema):
+    """"large" needs both."""
+
+    min_train_per_class_large: Count = 1000
+    min_train_total_large: Count = 10000
+
+
+class SimilarityThreshold(Schema):
+    # median BN-statistics divergence at or below which the target counts as similar
+    max_divergence: float = Field(default=1.0, ge=0)
+
+
+def _auto_or_count(value: Any) -> Any:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"must be auto or an integer >= 1, got {value!r}")
+
+
+class PartialFinetune(Schema):
+    trainable_blocks: Annotated[Literal["auto"] | int, BeforeValidator(_auto_or_count)] = "auto"
+    min_blocks: Count = 3
+    max_blocks: Count = 5
+
+    @model_validator(mode="after")
+    def _check_range(self) -> PartialFinetune:
+        if self.min_blocks > self.max_blocks:
+            raise invalid("max_blocks", f"must be >= strategy.partial.min_blocks "
+                                        f"({self.min_blocks}), got {self.max_blocks}")
+        return self
+
+
+class StrategyParams(Schema):
+    override: Literal["auto", StrategyName] = "auto"
+    size: SizeThresholds = Field(default_factory=SizeThresholds)
+    similarity: SimilarityThreshold = Field(default_factory=SimilarityThreshold)
+    partial: PartialFinetune = Field(default_factory=PartialFinetune)
+    drop_last_blocks: NonNegativeInt = 0
+    training: StrategyTraining = Field(default_factory=StrategyTraining)

@@ -1,0 +1,74 @@
+"""Parameters are checked when a Kedro session starts, for the whole configuration: a misspelt
+key or a bad value stops ``kedro run`` before any node (nothing written), naming the full key;
+``runtime.threads`` is applied and recorded with the environment in the run's lineage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.pipelines.conftest import latest, run_pipelines
+from tests.project_copy import copy_project
+
+
+def kedro_run(project: Path, params: str) -> subprocess.CompletedProcess:
+    # PYTHONPATH is inherited: a worktree's src/ is the code that runs
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "COLUMNS": "200"}
+    return subprocess.run(
+        ["kedro", "run", "--env", "ci", "--pipelines=data_ingestion", f"--params={params}"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture()
+def fresh_project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path)
+
+
+# Misspelt keys of stages the run does not even include (data_ingestion only runs ingestion).
+@pytest.mark.parametrize(("params", "expected"), [
+    ("finetune.batchsize=32", "`finetune.batchsize`: unknown key; did you mean "
+                              "`finetune.batch_size`?"),
+    ("pruning.ratoi=0.5", "`pruning.ratoi`: unknown key; did you mean `pruning.ratio`?"),
+    ("ingestion.max_per_clas=3", "`ingestion.max_per_clas`: unknown key; did you mean "
+                                 "`ingestion.max_per_class`?"),
+])
+def test_kedro_run_stops_on_a_misspelt_key_naming_it(fresh_project, params, expected):
+    result = kedro_run(fresh_project, params)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr  # one message, no stack
+    assert not (fresh_project / "data").exists()  # no node ran, no version was written
+
+
+def test_kedro_run_stops_on_bad_values_before_any_node_naming_each(fresh_project):
+    result = kedro_run(fresh_project, "finetune.lr_new=-1,finetune.epochs=0,pruning.ratio=1.5")
+    assert result.returncode != 0
+    for expected in ("`finetune.lr_new`: must be > 0, got -1",
+                     "`finetune.epochs`: must be >= 1, got 0",
+                     "`pruning.ratio`: must be < 1, got 1.5"):
+        assert expected in result.stderr, result.stderr[-3000:]
+    assert not (fresh_project / "data").exists()
+
+
+def test_threads_are_applied_and_the_environment_recorded(project):
+    before = torch.get_num_threads()
+    try:
+        run_pipelines(project, ["data_ingestion"], **{"runtime.threads": 1})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    record = json.loads(latest(project, "08_reporting/lineage.json").read_text())
+    assert record["parameters"]["runtime"]["threads"] == 1
+    environment = record["environment"]
+    assert environment["threads"]["intra_op"] == 1
+    assert environment["threads"]["OMP_NUM_THREADS"] == "1"
+    assert environment["versions"]["torch"] and environment["cpu"]["model"]
+    # the lineage holds every parameter with its default, as plain values
+    assert record["parameters"]["finetune"]["batch_size"] == 64
+    assert record["parameters"]["pruning"]["ratio"] == 0.3  # conf/ci
