@@ -4,7 +4,7 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from ft_pipelines.hooks import LineageHook
-from ft_pipelines.tracking import MlflowTrackingHook
+from ft_pipelines.tracking.hook import MlflowTrackingHook
 
 # The lineage hook writes its record before the tracking hook logs it (that one runs last).
 HOOKS = (LineageHook(), MlflowTrackingHook())

@@ -1,5 +1,2 @@
-"""Run tracking: every ``kedro run`` is one MLflow run (kedro-mlflow), see ``hook``."""
-
-from ft_pipelines.tracking.hook import MlflowTrackingHook
-
-__all__ = ["MlflowTrackingHook"]
+"""Run tracking with MLflow: ``hook`` makes every ``kedro run`` one MLflow run (registered in
+settings.py); ``records`` turns data into parameters and metrics (also used by the study)."""
