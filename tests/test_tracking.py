@@ -132,6 +132,7 @@ def test_a_stage_run_is_one_mlflow_run_with_every_parameter(project):
         assert tags["data_source"] == "sklearn_digits"
         assert tags["backbone"] == "efficientnet_lite0 (bundled)"
         assert tags["kedro_command"] == "kedro run --pipeline=data_ingestion"
+        assert run.info.run_name == f"data_ingestion {tags['run_id']}"
         lineage = sorted((project / "data/ci/08_reporting/lineage.json").iterdir())
         assert {run.data.tags["run_id"] for run in (first, second)} == {p.name for p in lineage}
         assert {"lineage/lineage.json", "reports/dataset_profile.json"} <= artifact_paths(
@@ -222,5 +223,18 @@ def check_ui_serves(project: Path, run_id: str) -> None:
                                     timeout=10) as answer:
             assert json.load(answer)["run"]["info"]["run_id"] == run_id
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """The UI's whole group (mlflow ui and its job workers take seconds to shut down)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)

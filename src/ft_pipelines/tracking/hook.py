@@ -166,7 +166,7 @@ class MlflowTrackingHook(MlflowHook):
         self._safely("starting the MLflow run", super().before_pipeline_run, run_params,
                      pipeline, catalog)
         if self.tracking:
-            self._safely("logging parameters and tags", self._log_start)
+            self._safely("logging parameters and tags", self._log_start, run_params)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
@@ -279,8 +279,13 @@ class MlflowTrackingHook(MlflowHook):
             return None
 
     # ------------------------------------------------------------------------- the run
-    def _log_start(self) -> None:
-        self._log_batch(params=records.as_params(self.params), tags=records.run_tags(self.params))
+    def _log_start(self, run_params: dict[str, Any]) -> None:
+        tags = records.run_tags(self.params)
+        if self.mlflow_config.tracking.run.name is None and not self._already_active_mlflow:
+            # kedro-mlflow names a run after its pipelines only: add when, to tell runs apart
+            pipelines = "+".join(run_params.get("pipeline_names") or ["__default__"])
+            tags["mlflow.runName"] = f"{pipelines} {run_params.get('run_id')}"
+        self._log_batch(params=records.as_params(self.params), tags=tags)
         logger.info("MLflow run %s in experiment %r (%s)", self.run_id,
                     self.mlflow_config.tracking.experiment.name,
                     self.mlflow_config.server.mlflow_tracking_uri)
