@@ -139,6 +139,18 @@ def test_a_stage_run_is_one_mlflow_run_with_every_parameter(project):
             store(project), run.info.run_id)
 
 
+def test_mlflow_tracking_uri_names_the_store_outside_ci(project, monkeypatch):
+    from kedro.framework.session import KedroSession
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    with KedroSession.create(project_path=project, env="local") as session:
+        context = session.load_context()
+    assert context.mlflow.server.mlflow_tracking_uri == \
+        f"sqlite:///{project.resolve()}/elsewhere.db"
+    assert (project / "elsewhere.db").is_file()
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"  # as it was
+
+
 def test_switched_off_tracking_writes_nothing(project):
     run_pipelines(project, ["data_ingestion"], **{"mlflow.enabled": False})
     assert (project / "data/ci/08_reporting/lineage.json").is_dir()  # the run itself happened
