@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from kedro.framework.session import KedroSession
 from mlflow import MlflowClient
 from safetensors.torch import save_file
 
 from ft_pipelines.tracking import artifacts, records
-from ft_pipelines.tracking.hook import _pin_sqlite
+from ft_pipelines.tracking.hook import sqlite_in_project
 from tests.pipelines import conftest as pipeline_tests
 from tests.pipelines.conftest import run_pipelines
 
@@ -83,10 +84,10 @@ def test_curves_are_step_metrics_per_epoch():
 
 
 def test_relative_sqlite_store_is_pinned_to_the_project(tmp_path):
-    assert _pin_sqlite("sqlite:///data/ci/mlflow.db?timeout=5", tmp_path) == \
+    assert sqlite_in_project("sqlite:///data/ci/mlflow.db?timeout=5", tmp_path) == \
         f"sqlite:///{tmp_path.resolve()}/data/ci/mlflow.db?timeout=5"
     for uri in ("sqlite:////abs/mlflow.db", "http://host:5000", "databricks", None):
-        assert _pin_sqlite(uri, tmp_path) == uri
+        assert sqlite_in_project(uri, tmp_path) == uri
 
 
 def test_models_exports_plots_and_reports_have_artifact_folders():
@@ -140,8 +141,6 @@ def test_a_stage_run_is_one_mlflow_run_with_every_parameter(project):
 
 
 def test_mlflow_tracking_uri_names_the_store_outside_ci(project, monkeypatch):
-    from kedro.framework.session import KedroSession
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     with KedroSession.create(project_path=project, env="local") as session:
         context = session.load_context()
@@ -156,6 +155,11 @@ def test_switched_off_tracking_writes_nothing(project):
     assert (project / "data/ci/08_reporting/lineage.json").is_dir()  # the run itself happened
     assert not (project / "data/ci/mlflow.db").exists()
     assert not (project / "data/ci/mlruns").exists()
+    with KedroSession.create(project_path=project, env="ci",
+                             runtime_params={"mlflow": {"enabled": False}}) as session:
+        context = session.load_context()  # what `kedro mlflow ui` reads
+    assert context.mlflow.server.mlflow_tracking_uri.endswith("/data/ci/mlflow.db")
+    assert not (project / "data/ci/mlflow.db").exists()
 
 
 def test_an_unreachable_server_is_a_warning_and_the_run_goes_on(project, caplog):

@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     # kedro-mlflow's pipeline model (unused here) makes MLflow warn about type hints at import,
     # under MLflow's own warning filter: only muting the display (restored on exit) silences it
     warnings.showwarning = lambda *args, **kwargs: None
+    from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
     from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def _fail_fast(timeout_s: float) -> Any:
     return _environment(**{_HTTP_RETRIES: "0", _HTTP_TIMEOUT: str(max(1, round(timeout_s)))})
 
 
-def _pin_sqlite(uri: str | None, project_path: Path) -> str | None:
+def sqlite_in_project(uri: str | None, project_path: Path) -> str | None:
     """``sqlite:///mlflow.db`` -> ``sqlite:////<project>/mlflow.db``: MLflow would resolve the
     path against the working directory, and reuse the first database it opened for that text
     (in a process that runs several projects, e.g. the tests)."""
@@ -125,6 +126,8 @@ class MlflowTrackingHook(MlflowHook):
         if not self.settings.get("enabled", True):
             self._is_mlflow_enabled = False
             logger.info("MLflow tracking is off (parameter mlflow.enabled: false)")
+            # the configuration, unused and untouched by this run (`kedro mlflow ui` reads it)
+            self._safely("reading mlflow.yml", self._attach_config, context)
             return
         # kedro-mlflow sets MLFLOW_TRACKING_URI for the process: keep it to this session
         with _fail_fast(float(self.settings.get("setup_timeout_s", 5))), \
@@ -137,16 +140,26 @@ class MlflowTrackingHook(MlflowHook):
 
     def _setup(self, context: Any) -> None:
         """kedro-mlflow's setup, with a relative ``sqlite:///`` store pinned to the project."""
+        self._pinned_config(context)
+        super().after_context_created(context)
+
+    def _attach_config(self, context: Any) -> None:
+        context.__setattr__("mlflow", KedroMlflowConfig.model_validate(
+            self._pinned_config(context)))
+
+    @staticmethod
+    def _pinned_config(context: Any) -> dict[str, Any]:
+        """mlflow.yml with relative ``sqlite:///`` paths made the project's, as kedro-mlflow
+        will read it (an explicitly set configuration is returned as it is)."""
         try:
             conf = context.config_loader["mlflow"]
         except (KeyError, MissingConfigException):
-            conf = None  # kedro-mlflow warns and uses its defaults
-        if conf is not None:
-            server = conf.setdefault("server", {})
-            for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
-                server[key] = _pin_sqlite(server.get(key), Path(context.project_path))
-            context.config_loader["mlflow"] = conf  # read as it is by kedro-mlflow
-        super().after_context_created(context)
+            return {}  # kedro-mlflow warns and uses its defaults
+        server = conf.setdefault("server", {})
+        for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
+            server[key] = sqlite_in_project(server.get(key), Path(context.project_path))
+        context.config_loader["mlflow"] = conf
+        return conf
 
     @hook_impl
     def after_catalog_created(self, catalog: Any, conf_catalog: dict[str, Any],
