@@ -92,7 +92,9 @@ class MlflowTrackingHook(MlflowHook):
         self._reset()
 
     def _reset(self) -> None:
-        self._is_mlflow_enabled = True  # kedro-mlflow's: false for its disable_tracking pipelines
+        # kedro-mlflow's own state: false for its disable_tracking pipelines; the run it opened
+        self._is_mlflow_enabled = True
+        self.run_id = None
         self.settings: dict[str, Any] = {}
         self.params: dict[str, Any] = {}
         self.catalog: Any = None
