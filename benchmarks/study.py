@@ -3,7 +3,9 @@
 Every cell runs the same core functions the Kedro nodes chain (ingest -> similarity -> plan ->
 surgery -> [DELTA attention] -> fine-tune -> test), with the project's parameters from
 ``conf/base`` and only the grid's own choices overridden. Rows are appended to a CSV one by one;
-a restarted run skips the cells already there. See ``benchmarks/study.md``.
+a restarted run skips the cells already there. Each row is also an MLflow run (one experiment per
+study, in the project's store unless --tracking-uri / MLFLOW_TRACKING_URI say otherwise), with the
+per-epoch curves. See ``benchmarks/study.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ft_pipelines.core.data import (  # noqa: E402
@@ -44,6 +48,7 @@ from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
 from ft_pipelines.core.similarity import similarity_report  # noqa: E402
 from ft_pipelines.core.strategy import select_strategy  # noqa: E402
 from ft_pipelines.core.training import finetune_model  # noqa: E402
+from ft_pipelines.tracking import records  # noqa: E402
 
 logger = logging.getLogger("study")
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +75,7 @@ COLUMNS = [
     "test_macro_f1", "wall_s", "threads", "finished_at",
 ]
 KEY = ("kind", "dataset", "size", "strategy", "regularizer", "seed", "size_px", "epochs")
+RESULTS = ("selected_epoch", "val_acc", "val_loss", "test_top1", "test_macro_f1", "wall_s")
 
 
 def skip_reason(strategy: str, regularizer: str) -> str | None:
@@ -245,7 +251,8 @@ def train_and_test(ctx: DatasetContext, plan: dict[str, Any], regularizer: dict[
     scores = classification_metrics(probs, test.labels.numpy(), ctx.class_names)
     return {"selected_epoch": int(best.name) + 1, "val_acc": round(float(best["val_acc"]), 4),
             "val_loss": round(float(best["val_loss"]), 4),
-            "test_top1": round(scores["top1"], 4), "test_macro_f1": round(scores["macro_f1"], 4)}
+            "test_top1": round(scores["top1"], 4), "test_macro_f1": round(scores["macro_f1"], 4),
+            "history": history}  # for MLflow only (not a CSV column)
 
 
 # ---------------------------------------------------------------------------- CSV + driver
@@ -287,12 +294,68 @@ def write_auto_picks(path: Path, args: argparse.Namespace) -> None:
                     pick["similarity_class"], pick["size_class"])
 
 
+# ---------------------------------------------------------------------------- MLflow
+@dataclass
+class StudyTracker:
+    """One MLflow run per CSV row; a failing store is one warning, the study goes on."""
+
+    client: MlflowClient | None
+    experiment_id: str = ""
+
+    @classmethod
+    def open(cls, uri: str | None, experiment: str) -> StudyTracker:
+        if not uri:
+            return cls(None)
+        try:
+            client = MlflowClient(uri)
+            found = client.get_experiment_by_name(experiment)
+            local = uri.startswith("sqlite:")  # artifacts next to the store, in the project
+            experiment_id = found.experiment_id if found else client.create_experiment(
+                experiment, artifact_location=(ROOT / "mlruns").as_uri() if local else None)
+        except Exception as error:
+            logger.warning("MLflow store %s unusable, the study is not tracked: %s", uri, error)
+            return cls(None)
+        logger.info("MLflow: experiment %r in %s", experiment, uri)
+        return cls(client, experiment_id)
+
+    def log(self, row: dict[str, Any], history: pd.DataFrame | None) -> None:
+        """Results as metrics, every other column as a parameter, curves per epoch."""
+        if self.client is None:
+            return
+        try:
+            run = self.client.create_run(self.experiment_id, run_name=" ".join(
+                str(row[k]) for k in ("dataset", "size", "strategy", "regularizer", "seed")))
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, float(row[k]), now, 0) for k in RESULTS
+                       if records.is_number(row.get(k))]
+            if history is not None:
+                metrics += [Metric(k, v, now, step)
+                            for k, v, step in records.curve_metrics(history, "training")]
+            params = records.as_params({c: row.get(c, "") for c in COLUMNS if c not in RESULTS})
+            self.client.log_batch(run.info.run_id, metrics=metrics,
+                                  params=[Param(k, v) for k, v in params.items()],
+                                  tags=[RunTag("status", str(row["status"]))])
+            self.client.set_terminated(run.info.run_id)
+        except Exception as error:
+            logger.warning("MLflow logging failed, the rest of the study is not tracked: %s",
+                           error)
+            self.client = None
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the project's own store (conf/base/mlflow.yml's default)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
+
+
 def run_study(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = parse_epochs(args.epochs)
     write_auto_picks(out.with_name(out.stem + "_auto.csv"), args)
     done = finished_keys(out)
+    experiment = args.experiment or (out.stem if out.stem.startswith("study")
+                                     else f"study-{out.stem}")
+    tracker = StudyTracker.open(args.tracking_uri, experiment)
     cells = list(grid_cells(args.datasets, args.sizes, args.seeds))
     started = time.perf_counter()
     for index, cell in enumerate(cells, 1):
@@ -304,9 +367,11 @@ def run_study(args: argparse.Namespace) -> None:
         if key in done:
             continue
         row = run_cell(cell, args.size_px, cell_spec, scale)
+        history = row.pop("history", None)
         row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         append_row(out, row)
         done.add(key)
+        tracker.log(row, history)
         logger.info("[%d/%d] %s %s/%s %s+%s seed %d: %s %s (%.0f s elapsed)", index, len(cells),
                     cell.kind, cell.dataset, cell.size, row["strategy"], row["regularizer"],
                     cell.seed, row["status"], row.get("test_top1", ""),
@@ -328,6 +393,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study.csv"))
     parser.add_argument("--verbose", action="store_true", help="log the core's per-epoch lines")
+    parser.add_argument("--tracking-uri", default=default_tracking_uri(),
+                        help="MLflow store ('' for none; default: MLFLOW_TRACKING_URI, else "
+                             "the project's mlflow.db)")
+    parser.add_argument("--experiment",
+                        help="MLflow experiment (default: the CSV's name, e.g. study)")
     return parser.parse_args(argv)
 
 

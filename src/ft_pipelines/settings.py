@@ -1,18 +1,28 @@
 """Project settings: configuration loader and hooks."""
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
 
 from ft_pipelines.hooks import LineageHook
 from ft_pipelines.params.hooks import ParametersHook
+from ft_pipelines.tracking.hook import MlflowTrackingHook
 
 # ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
-# the session before anything happens.
-HOOKS = (ParametersHook(), LineageHook())
+# the session before anything happens. The lineage hook writes its record before the tracking
+# hook logs it (that one runs last).
+HOOKS = (ParametersHook(), LineageHook(), MlflowTrackingHook())
+# kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
+# (the plugin's would open a second MLflow run, and let an unreachable server fail the run).
+# The distribution is named "kedro_mlflow" or "kedro-mlflow" depending on how it was packaged.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
     # An environment (conf/ci, conf/local) states only what differs from conf/base.
-    "merge_strategy": {"parameters": "soft"},
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
+    # ${oc.env:MLFLOW_TRACKING_URI,...} in mlflow.yml (Kedro leaves oc.env off by default)
+    "custom_resolvers": {"oc.env": oc.env},
 }

@@ -83,7 +83,8 @@ def test_a_value_out_of_range_is_named_in_full_with_the_limit(raw, expected):
     ({"pruning": {"target": "flops"}}, "`pruning.target`: must be one of 'channels' or 'macs'"),
     ({"ingestion": {"on_bad_image": "ignore"}}, "'error' or 'skip', got 'ignore'"),
     ({"ingestion": {"on_duplicate": "keep"}}, "'error' or 'skip', got 'keep'"),
-    ({"backbone": {"source": "hub"}}, "'bundled', 'torchvision', 'timm', 'file', 'artifact' or 'none'"),
+    ({"backbone": {"source": "hub"}},
+     "'bundled', 'torchvision', 'timm', 'file', 'artifact' or 'none'"),
     ({"runtime": {"precision": "fp8"}}, "`runtime.precision`: must be one of 'auto', 'fp32', "
                                         "'bf16' or 'fp16', got 'fp8'"),
     ({"runtime": {"device": "gpu"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),

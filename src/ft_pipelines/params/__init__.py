@@ -12,6 +12,7 @@ from ft_pipelines.params.runtime import RuntimeParams
 from ft_pipelines.params.schema import Parameters
 from ft_pipelines.params.similarity_analysis import SimilarityParams
 from ft_pipelines.params.strategy_selection import StrategyParams
+from ft_pipelines.params.tracking import MlflowParams
 from ft_pipelines.params.validate import ParameterError, validate_parameters
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ImportanceParams",
     "IngestionParams",
     "LineageParams",
+    "MlflowParams",
     "ParameterError",
     "Parameters",
     "PruningParams",

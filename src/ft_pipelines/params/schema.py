@@ -15,6 +15,7 @@ from ft_pipelines.params.regularized_finetuning import FinetuneParams
 from ft_pipelines.params.runtime import RuntimeParams
 from ft_pipelines.params.similarity_analysis import SimilarityParams
 from ft_pipelines.params.strategy_selection import StrategyParams
+from ft_pipelines.params.tracking import MlflowParams
 
 
 class Parameters(Schema):
@@ -31,3 +32,4 @@ class Parameters(Schema):
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     lineage: LineageParams = Field(default_factory=LineageParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    mlflow: MlflowParams = Field(default_factory=MlflowParams)

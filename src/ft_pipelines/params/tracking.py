@@ -1,0 +1,30 @@
+"""``mlflow``: what each run logs into its MLflow run (where it goes: conf/*/mlflow.yml)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ft_pipelines.params.base import Schema
+
+
+def _default_params() -> dict[str, str]:
+    return {"finetune_plan": "plan"}
+
+
+def _default_metrics() -> dict[str, str]:
+    return {"evaluation_metrics": "", "similarity_metrics": "similarity",
+            "pruning_summary": "pruning_summary"}
+
+
+def _default_curves() -> dict[str, str]:
+    return {"training_history": "training", "pruning_history": "pruning"}
+
+
+class MlflowParams(Schema):
+    enabled: bool = True                    # false: nothing is written to MLflow for this run
+    register: bool = False                  # true: logged models become registry versions
+    setup_timeout_s: float = Field(default=5, gt=0)
+    params: dict[str, str] = Field(default_factory=_default_params)     # JSON -> parameters
+    metrics: dict[str, str] = Field(default_factory=_default_metrics)   # JSON -> metrics
+    curves: dict[str, str] = Field(default_factory=_default_curves)     # tables -> step metrics
+    models: list[str] = Field(default_factory=lambda: ["finetuned_model", "pruned_model"])
