@@ -1,0 +1,87 @@
+"""Thin nodes: export to ONNX and check it against PyTorch, quantise to int8, report.
+
+A model whose ONNX export disagrees with PyTorch makes its node raise, so nothing is saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnxruntime as ort
+import pandas as pd
+from torch import nn
+
+from ft_pipelines.core.analysis import split_image_data, stratified_subset
+from ft_pipelines.core.export.artifact import NotExported, OnnxModel
+from ft_pipelines.core.export.exporter import export_classifier
+from ft_pipelines.core.export.quantize import quantize_int8
+from ft_pipelines.core.export.report import assess_int8, recommend
+from ft_pipelines.core.export.runtime import CPU, OnnxRunner, session_options
+from ft_pipelines.core.export.verify import verify_export
+from ft_pipelines.core.training import ImageData
+
+
+def _splits(images: pd.DataFrame, size: int, ingestion: dict[str, Any]) -> dict[str, ImageData]:
+    return split_image_data(images, size, ingestion.get("decode_cache_dir"))
+
+
+def _summary(exported: OnnxModel) -> dict[str, Any]:
+    sidecar = exported.sidecar
+    return {"sha256": exported.sha256, "size_bytes": len(exported.model_bytes),
+            "precision": exported.precision, "opset": sidecar["opset"],
+            "source_model": sidecar.get("source_model")}
+
+
+def _export(model: nn.Module, name: str, images: pd.DataFrame, class_names: list[str],
+            export: dict[str, Any], ingestion: dict[str, Any]) -> tuple[OnnxModel, dict]:
+    test = _splits(images, model.backbone_cfg.input_size, ingestion)["test"]
+    exported = export_classifier(model, class_names, int(export["opset"]))
+    check = verify_export(model, exported, test, float(export["max_disagreement"]), name=name,
+                          threads=export["threads"])
+    return exported, {**_summary(exported), "verification": check}
+
+
+def export_finetuned(finetuned_model: nn.Module, images: pd.DataFrame, class_names: list[str],
+                     export: dict[str, Any], ingestion: dict[str, Any]
+                     ) -> tuple[OnnxModel, dict]:
+    return _export(finetuned_model, "finetuned_model", images, class_names, export, ingestion)
+
+
+def export_pruned(pruned_model: nn.Module, images: pd.DataFrame, class_names: list[str],
+                  export: dict[str, Any], ingestion: dict[str, Any]) -> tuple[OnnxModel, dict]:
+    return _export(pruned_model, "pruned_model", images, class_names, export, ingestion)
+
+
+def quantize_pruned(pruned_onnx: OnnxModel, images: pd.DataFrame, export: dict[str, Any],
+                    ingestion: dict[str, Any]) -> tuple[OnnxModel | NotExported, dict]:
+    """int8 of the pruned model, calibrated on training images, judged against its fp32 self
+    on the test split."""
+    mode = export["quantize"]
+    if mode is None:
+        return NotExported("export.quantize is null"), {"skipped": "export.quantize is null"}
+    if mode != "int8":
+        raise ValueError(f"export.quantize={mode!r}; use int8, or null to skip quantisation")
+    splits = _splits(images, pruned_onnx.input_size, ingestion)
+    calibration = stratified_subset(splits["train"], int(export["calibration_images"]),
+                                    int(export["seed"]))
+    int8 = quantize_int8(pruned_onnx, calibration.images.numpy())
+    test = splits["test"]
+    fp32_logits = OnnxRunner(pruned_onnx, CPU, export["threads"]).logits(test.images.numpy())
+    int8_logits = OnnxRunner(int8, CPU, export["threads"]).logits(test.images.numpy())
+    assessment = assess_int8(fp32_logits, int8_logits, test.labels.numpy(),
+                             float(export["max_int8_drop"]))
+    return int8, {**_summary(int8), "quantization": int8.sidecar["quantization"], **assessment}
+
+
+def write_export_report(finetuned_check: dict, pruned_check: dict, int8_check: dict,
+                        export: dict[str, Any]) -> dict[str, Any]:
+    int8 = None if "skipped" in int8_check else int8_check
+    return {
+        "models": {"finetuned_onnx": finetuned_check, "pruned_onnx": pruned_check,
+                   "pruned_int8": int8_check},
+        "recommendation": recommend(int8),
+        "settings": dict(export),
+        "runtime": {"onnxruntime": ort.__version__,
+                    "providers": list(pruned_check["verification"]["providers"]),
+                    "threads": session_options(export["threads"]).intra_op_num_threads},
+    }
