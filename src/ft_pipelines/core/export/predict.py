@@ -30,7 +30,7 @@ PREDICTION_COLUMNS = ["file", "predicted_class", "probability", "top5", "error"]
 TOP_K = 5
 MAX_LISTED = 20
 
-Item = tuple[str, "bytes | str"]  # (file, image bytes) or (file, why it could not be read)
+Item = tuple[str, bytes | str]  # (file, image bytes) or (file, why it could not be read)
 
 
 def iter_folder(root: Path) -> Iterator[Item]:
