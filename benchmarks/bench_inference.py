@@ -38,15 +38,11 @@ import torch
 import yaml
 from torch import nn
 
-from ft_pipelines.core import metrics as m
-from ft_pipelines.core.analysis import split_image_data, stratified_subset
-from ft_pipelines.core.evaluation import cost_metrics
-from ft_pipelines.core.export.evaluate import evaluate_onnx
-from ft_pipelines.core.export.exporter import export_classifier
-from ft_pipelines.core.export.quantize import quantize_int8
-from ft_pipelines.core.model_io import load_model_dir, load_model_file
-from ft_pipelines.core.training import ImageData
-from ft_pipelines.core.transtailor import prune_and_finetune
+from ft_pipelines.core import evaluation as m
+from ft_pipelines.core.data import ImageData, split_image_data, stratified_subset
+from ft_pipelines.core.export import evaluate_onnx, export_classifier, quantize_int8
+from ft_pipelines.core.models import load_model_file, newest_artifact
+from ft_pipelines.core.pruning import prune_and_finetune
 
 logger = logging.getLogger("bench_inference")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +57,7 @@ def newest(folder: Path) -> Path:
 
 
 def load_model(path: Path) -> nn.Module:
-    return load_model_dir(path) if path.is_dir() else load_model_file(path)
+    return load_model_file(newest_artifact(path) if path.is_dir() else path)
 
 
 def load_data(data: Path, size: int, max_test: int | None) -> tuple[dict[str, ImageData], list]:
@@ -102,7 +98,7 @@ def measure(name: str, model: nn.Module, splits: dict[str, ImageData], class_nam
     test, cfg = splits["test"], model.backbone_cfg
     probs = m.predict(model, test.images, cfg.mean, cfg.std)
     torch_row = {**m.classification_metrics(probs, test.labels.numpy(), class_names),
-                 **cost_metrics(model, params)}
+                 **m.cost_metrics(model, params)}
     fp32 = export_classifier(model, class_names)
     calibration_images = stratified_subset(splits["train"], calibration, 0).images.numpy()
     int8 = quantize_int8(fp32, calibration_images)

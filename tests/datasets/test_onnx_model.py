@@ -6,7 +6,7 @@ from kedro.io.core import DatasetError
 
 from ft_pipelines.core.export.artifact import NotExported
 from ft_pipelines.core.export.exporter import export_classifier, export_onnx
-from ft_pipelines.core.surgery import replace_head
+from ft_pipelines.core.models import replace_head
 from ft_pipelines.datasets import ModelArtifactDataset, OnnxModelDataset
 from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
 

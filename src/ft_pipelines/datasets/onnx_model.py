@@ -14,7 +14,7 @@ from typing import Any
 from kedro.io import AbstractVersionedDataset, Version
 from kedro.io.core import DatasetError, VersionNotFoundError
 
-from ft_pipelines.core.export.artifact import NotExported, OnnxModel
+from ft_pipelines.core.export import NotExported, OnnxModel
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.export.exporter import export_onnx
-from ft_pipelines.core.training import ImageData
 
 CLASSES = ["cat", "dog", "owl"]
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]

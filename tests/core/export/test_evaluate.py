@@ -1,7 +1,7 @@
 import numpy as np
 
-from ft_pipelines.core import metrics as m
-from ft_pipelines.core.evaluation import TABLE_COLUMNS
+from ft_pipelines.core import evaluation as m
+from ft_pipelines.core.evaluation.report import TABLE_COLUMNS
 from ft_pipelines.core.export.evaluate import evaluate_onnx
 from ft_pipelines.core.export.quantize import quantize_int8
 from tests.core.export.conftest import CLASSES, MEAN, STD

@@ -10,8 +10,8 @@ from ft_pipelines.core.export.artifact import OnnxModel
 from ft_pipelines.core.export.exporter import describe_source, export_classifier, export_onnx
 from ft_pipelines.core.export.runtime import OnnxRunner
 from ft_pipelines.core.export.verify import ExportMismatchError, torch_logits, verify_export
-from ft_pipelines.core.model_io import model_to_bytes
-from ft_pipelines.core.surgery import replace_head
+from ft_pipelines.core.models import replace_head
+from ft_pipelines.core.models.artifact import model_to_bytes
 from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
 
 

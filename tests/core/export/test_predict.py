@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ft_pipelines.core.data import decode_images
 from ft_pipelines.core.export.predict import iter_inputs, predict_rows, predictions_table
 from ft_pipelines.core.export.runtime import OnnxRunner, softmax
-from ft_pipelines.core.images import decode_images
 from tests.core.export.conftest import CLASSES
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.evaluation import classification_metrics
 from ft_pipelines.core.export.artifact import OnnxModel
 from ft_pipelines.core.export.runtime import CPU, OnnxRunner, softmax
-from ft_pipelines.core.metrics import classification_metrics
-from ft_pipelines.core.training import ImageData
 
 logger = logging.getLogger(__name__)
 

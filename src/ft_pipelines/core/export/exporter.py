@@ -28,8 +28,8 @@ from ft_pipelines.core.export.artifact import (
     build_sidecar,
     sha256_hex,
 )
-from ft_pipelines.core.metrics import count_macs, count_params
-from ft_pipelines.core.model_io import model_to_bytes
+from ft_pipelines.core.models.artifact import model_to_bytes
+from ft_pipelines.core.utils import count_macs_params
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +109,12 @@ def describe_source(model: nn.Module) -> dict[str, Any]:
     size = int(cfg.input_size)
     fingerprint = sha256_hex(model_to_bytes(model))
     loaded = dict(getattr(model, "artifact_source", None) or {})
+    macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))
     return {
         "architecture": cfg.architecture, "library": cfg.library, "backbone_source": cfg.source,
         "sha256": fingerprint,
         "artifact": loaded if loaded.get("sha256") == fingerprint else None,
-        "params": count_params(model), "macs": count_macs(model, (3, size, size)),
+        "params": params, "macs": macs,
     }
 
 

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ft_pipelines.core.export.runtime import OnnxRunner, softmax
-
 # Ingestion's own helpers, so a file predicts exactly as it would have trained: the same
 # validation (verify + full decode) and the same decoding (EXIF transpose, 16-bit rescale,
 # CMYK/palette -> RGB, antialiased bilinear resize to the model's input size).
-from ft_pipelines.core.images import IMAGE_EXTENSIONS, _as_bytes, _bad_image_reason, _decode_one
+from ft_pipelines.core.data.decoding import _decode_one
+from ft_pipelines.core.data.sources import IMAGE_EXTENSIONS, _as_bytes
+from ft_pipelines.core.data.validation import _bad_image_reason
+from ft_pipelines.core.export.runtime import OnnxRunner, softmax
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.export.artifact import OnnxModel
 from ft_pipelines.core.export.runtime import OnnxRunner, execution_providers
-from ft_pipelines.core.training import ImageData, normalise
+from ft_pipelines.core.utils import normalise
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,19 @@ import onnxruntime as ort
 import pandas as pd
 from torch import nn
 
-from ft_pipelines.core.analysis import split_image_data, stratified_subset
-from ft_pipelines.core.export.artifact import NotExported, OnnxModel
-from ft_pipelines.core.export.exporter import export_classifier
-from ft_pipelines.core.export.quantize import quantize_int8
-from ft_pipelines.core.export.report import assess_int8, recommend
-from ft_pipelines.core.export.runtime import CPU, OnnxRunner, session_options
-from ft_pipelines.core.export.verify import verify_export
-from ft_pipelines.core.training import ImageData
+from ft_pipelines.core.data import ImageData, split_image_data, stratified_subset
+from ft_pipelines.core.export import (
+    CPU,
+    NotExported,
+    OnnxModel,
+    OnnxRunner,
+    assess_int8,
+    export_classifier,
+    quantize_int8,
+    recommend,
+    session_options,
+    verify_export,
+)
 
 
 def _splits(images: pd.DataFrame, size: int, ingestion: dict[str, Any]) -> dict[str, ImageData]:

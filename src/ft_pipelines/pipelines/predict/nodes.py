@@ -7,10 +7,16 @@ from typing import Any
 
 import pandas as pd
 
-from ft_pipelines.core.export.artifact import OnnxModel
-from ft_pipelines.core.export.predict import iter_inputs, predict_rows, predictions_table
-from ft_pipelines.core.export.report import provenance_warning, resolve_model_choice
-from ft_pipelines.core.export.runtime import CPU, OnnxRunner
+from ft_pipelines.core.export import (
+    CPU,
+    OnnxModel,
+    OnnxRunner,
+    iter_inputs,
+    predict_rows,
+    predictions_table,
+    provenance_warning,
+    resolve_model_choice,
+)
 
 logger = logging.getLogger(__name__)
 
