@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 COLUMN_WIDTH = 1.0  # data units per sub-column (task or data)
 LABEL_CHARS = 14  # wrap labels so they fit one column at README size
 STAGE_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52",
-                 "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+                 "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 
 
 def load_graph(path: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:

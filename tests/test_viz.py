@@ -25,7 +25,11 @@ STAGE_NODES = {
     "channel_importance": {"compute_channel_importance"},
     "pruning": {"prune_and_finetune"},
     "evaluation": {"evaluate_models", "write_report"},
+    "export": {"export_finetuned_onnx", "export_pruned_onnx", "quantize_pruned_int8",
+               "write_export_report"},
 }
+# registered but not in __default__ (it needs predict.path)
+ON_DEMAND_NODES = {"predict": {"predict_images"}}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +72,15 @@ def test_main_pipeline_has_every_node_of_every_stage(viz_build):
 
 def test_stages_are_listed_as_tags_and_pipelines(viz_build):
     graph = load_json(viz_build[0] / "api" / "main")
-    assert {tag["id"] for tag in graph["tags"]} == set(STAGE_NODES)
-    assert {p["id"] for p in graph["pipelines"]} == set(STAGE_NODES) | {"__default__"}
+    assert {tag["id"] for tag in graph["tags"]} == set(STAGE_NODES) | set(ON_DEMAND_NODES)
+    assert {p["id"] for p in graph["pipelines"]} == (set(STAGE_NODES) | set(ON_DEMAND_NODES)
+                                                     | {"__default__"})
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_NODES))
+@pytest.mark.parametrize("stage", sorted(STAGE_NODES | ON_DEMAND_NODES))
 def test_each_stage_pipeline_holds_exactly_its_nodes(viz_build, stage):
     graph = load_json(viz_build[0] / "api" / "pipelines" / stage)
-    assert task_names(graph) == STAGE_NODES[stage]
+    assert task_names(graph) == (STAGE_NODES | ON_DEMAND_NODES)[stage]
 
 
 def test_edges_chain_the_stages(viz_build):
@@ -91,7 +96,9 @@ def test_edges_chain_the_stages(viz_build):
                      ("finetuned_model", "compute_channel_importance"),
                      ("channel_importance", "prune_and_finetune"),
                      ("pruned_model", "evaluate_models"),
-                     ("evaluation_metrics", "write_report")]:
+                     ("evaluation_metrics", "write_report"),
+                     ("pruned_model", "export_pruned_onnx"),
+                     ("pruned_onnx", "quantize_pruned_int8")]:
         assert handover in edges
 
 

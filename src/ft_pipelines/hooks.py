@@ -12,7 +12,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, Version
 from kedro_datasets.json import JSONDataset
 
-from ft_pipelines.params import validate_parameters
+from ft_pipelines.params import plain_parameters
 from ft_pipelines.params.environment import environment_record
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ class LineageHook:
         self.record = {
             "save_version": save_version,
             "pinned_load_versions": load_versions,
-            # every key with its default, as plain JSON (Kedro passes typed blocks as models)
-            "parameters": validate_parameters(parameters["parameters"]).model_dump(mode="json"),
+            "parameters": plain_parameters(parameters["parameters"]),
             "loaded": {},
             "saved": {},
         }

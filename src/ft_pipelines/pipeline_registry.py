@@ -3,8 +3,12 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+# Not part of the default chain: they need input the chain does not make (predict.path).
+ON_DEMAND = ("predict",)
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines()
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    chained = [p for name, p in pipelines.items() if name not in ON_DEMAND]
+    pipelines["__default__"] = sum(chained, Pipeline([]))
     return pipelines

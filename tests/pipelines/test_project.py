@@ -9,15 +9,18 @@ from tests.pipelines.conftest import latest, run_pipelines
 
 STAGES = ["data_ingestion", "pretrained_backbone", "similarity_analysis", "strategy_selection",
           "backbone_surgery", "regularized_finetuning", "channel_importance", "pruning",
-          "evaluation"]
+          "evaluation", "export"]
+ON_DEMAND = ["predict"]  # registered, not in __default__
 
 
 def test_registry_lists_every_stage_and_default(project):
     pipelines = register_pipelines()
-    assert set(STAGES) | {"__default__"} == set(pipelines)
+    assert set(STAGES) | set(ON_DEMAND) | {"__default__"} == set(pipelines)
     default_nodes = {n.name for n in pipelines["__default__"].nodes}
     for stage in STAGES:
         assert {n.name for n in pipelines[stage].nodes} <= default_nodes
+    for stage in ON_DEMAND:
+        assert not {n.name for n in pipelines[stage].nodes} & default_nodes
 
 
 def test_running_twice_keeps_both_versions(project):
@@ -126,4 +129,4 @@ def test_kedro_registry_list_cli_names_every_stage(project):
     assert result.returncode == 0, result.stderr
     listed = {line.strip()[2:] for line in result.stdout.splitlines()
               if line.strip().startswith("- ")}
-    assert set(STAGES) | {"__default__"} <= listed
+    assert set(STAGES) | set(ON_DEMAND) | {"__default__"} <= listed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,7 +34,11 @@ class ModelArtifactDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
         path = Path(str(self._get_load_path()))
         if not path.is_file():
             raise DatasetError(f"No model artifact at {path}; run the stage that writes it")
-        return load_model_file(path)
+        model = load_model_file(path)
+        # which stored version this is, for what is derived from it (an ONNX export's sidecar)
+        model.artifact_source = {"path": path.as_posix(), "version": self.resolve_load_version(),
+                                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return model
 
     def save(self, data: nn.Module) -> None:
         path = Path(str(self._get_save_path()))

@@ -5,6 +5,7 @@ from ft_pipelines.params.backbone_surgery import SurgeryParams
 from ft_pipelines.params.channel_importance import ImportanceParams
 from ft_pipelines.params.data_ingestion import IngestionParams
 from ft_pipelines.params.evaluation import EvaluationParams, LineageParams
+from ft_pipelines.params.export import ExportParams, PredictParams
 from ft_pipelines.params.pretrained_backbone import BackboneParams
 from ft_pipelines.params.pruning import PruningParams
 from ft_pipelines.params.regularized_finetuning import FinetuneParams
@@ -13,22 +14,25 @@ from ft_pipelines.params.schema import Parameters
 from ft_pipelines.params.similarity_analysis import SimilarityParams
 from ft_pipelines.params.strategy_selection import StrategyParams
 from ft_pipelines.params.tracking import MlflowParams
-from ft_pipelines.params.validate import ParameterError, validate_parameters
+from ft_pipelines.params.validate import ParameterError, plain_parameters, validate_parameters
 
 __all__ = [
     "BackboneParams",
     "EvaluationParams",
+    "ExportParams",
     "FinetuneParams",
     "ImportanceParams",
     "IngestionParams",
     "LineageParams",
     "MlflowParams",
     "ParameterError",
+    "PredictParams",
     "Parameters",
     "PruningParams",
     "RuntimeParams",
     "SimilarityParams",
     "StrategyParams",
     "SurgeryParams",
+    "plain_parameters",
     "validate_parameters",
 ]

@@ -9,6 +9,7 @@ from ft_pipelines.params.base import Schema
 from ft_pipelines.params.channel_importance import ImportanceParams
 from ft_pipelines.params.data_ingestion import IngestionParams
 from ft_pipelines.params.evaluation import EvaluationParams, LineageParams
+from ft_pipelines.params.export import ExportParams, PredictParams
 from ft_pipelines.params.pretrained_backbone import BackboneParams
 from ft_pipelines.params.pruning import PruningParams
 from ft_pipelines.params.regularized_finetuning import FinetuneParams
@@ -31,5 +32,7 @@ class Parameters(Schema):
     pruning: PruningParams = Field(default_factory=PruningParams)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     lineage: LineageParams = Field(default_factory=LineageParams)
+    export: ExportParams = Field(default_factory=ExportParams)
+    predict: PredictParams = Field(default_factory=PredictParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)

@@ -37,6 +37,11 @@ def validate_parameters(raw: dict[str, Any]) -> Parameters:
         raise ParameterError([describe(e) for e in error.errors()]) from None
 
 
+def plain_parameters(raw: dict[str, Any]) -> dict[str, Any]:
+    """Every key with its default, as plain JSON (Kedro hands typed blocks over as models)."""
+    return validate_parameters(raw).model_dump(mode="json")
+
+
 def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The schema model found by following ``path`` from the root (None when not a model)."""
     model: type[BaseModel] = Parameters

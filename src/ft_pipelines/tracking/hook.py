@@ -22,7 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from ft_pipelines.params import LineageParams, MlflowParams
+from ft_pipelines.params import plain_parameters
 from ft_pipelines.tracking import artifacts, records
 
 with warnings.catch_warnings():
@@ -123,8 +123,8 @@ class MlflowTrackingHook(MlflowHook):
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._reset()
-        self.params = dict(context.params)
-        self.settings = MlflowParams.model_validate(self.params.get("mlflow") or {}).model_dump()
+        self.params = plain_parameters(context.params)
+        self.settings = self.params["mlflow"]
         if not self.settings.get("enabled", True):
             self._is_mlflow_enabled = False
             logger.info("MLflow tracking is off (parameter mlflow.enabled: false)")
@@ -306,7 +306,7 @@ class MlflowTrackingHook(MlflowHook):
                     self.mlflow_config.server.mlflow_tracking_uri)
 
     def _log_lineage(self) -> None:
-        directory = LineageParams.model_validate(self.params.get("lineage") or {}).directory
+        directory = self.params["lineage"]["directory"]
         path = (self.project_path / directory / "lineage.json" / str(self.save_version)
                 / "lineage.json")
         if not path.is_file():

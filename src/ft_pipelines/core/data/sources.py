@@ -1,4 +1,4 @@
-"""Image ingestion: load labelled images from a source, validate them, split them, decode them.
+"""Image sources: every labelled image of a source, as encoded bytes (not yet validated).
 
 Sources (``ingestion.source``):
 
@@ -128,13 +128,7 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
     entries = sorted(root.iterdir())
     class_dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
     ignored = [p.name for p in entries if p not in class_dirs]
-    if ignored:
-        logger.info(
-            "Ignoring %d entries in the root of %s (hidden, or not a class folder): %s",
-            len(ignored),
-            root,
-            ", ".join(ignored[:MAX_LISTED]),
-        )
+    _log_ignored(ignored, f"entries in the root of {root} (hidden, or not a class folder)")
     if not class_dirs:
         raise ValueError(
             f"No class sub-folders in {str(root)!r}: ingestion.source 'image_folder' expects "
@@ -153,6 +147,11 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
     return records
 
 
+def _log_ignored(names: list[str], what: str) -> None:
+    if names:
+        logger.info("Ignoring %d %s: %s", len(names), what, ", ".join(names[:MAX_LISTED]))
+
+
 def _class_image_files(class_dir: Path) -> list[Path]:
     """Image files under ``class_dir`` (nested folders included), hidden ones skipped."""
     files, skipped = [], []
@@ -163,13 +162,7 @@ def _class_image_files(class_dir: Path) -> list[Path]:
             skipped.append(candidate.relative_to(class_dir).as_posix())
         else:
             files.append(candidate)
-    if skipped:
-        logger.info(
-            "Ignoring %d hidden or non-image files in %s: %s",
-            len(skipped),
-            class_dir,
-            ", ".join(skipped[:MAX_LISTED]),
-        )
+    _log_ignored(skipped, f"hidden or non-image files in {class_dir}")
     return files
 
 

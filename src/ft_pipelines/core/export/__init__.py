@@ -1,0 +1,76 @@
+"""Shipping a trained classifier: ONNX export with a JSON sidecar, verification against PyTorch
+with onnxruntime, int8 static quantisation, and onnxruntime inference (evaluation, prediction).
+
+No Kedro here; the ``export`` and ``predict`` pipelines wire these functions.
+"""
+
+from ft_pipelines.core.export.artifact import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    NotExported,
+    OnnxModel,
+)
+from ft_pipelines.core.export.evaluate import evaluate_onnx, onnx_cost_metrics
+from ft_pipelines.core.export.exporter import describe_source, export_classifier, export_onnx
+from ft_pipelines.core.export.predict import (
+    PREDICTION_COLUMNS,
+    iter_inputs,
+    predict_rows,
+    predictions_table,
+)
+from ft_pipelines.core.export.quantize import quantize_int8
+from ft_pipelines.core.export.report import (
+    EXPORTED_MODELS,
+    MODEL_CHOICES,
+    assess_int8,
+    provenance_warning,
+    recommend,
+    resolve_model_choice,
+)
+from ft_pipelines.core.export.runtime import (
+    CPU,
+    CUDA,
+    OnnxRunner,
+    execution_providers,
+    session_options,
+    softmax,
+)
+from ft_pipelines.core.export.verify import (
+    ExportMismatchError,
+    compare_logits,
+    torch_logits,
+    verify_export,
+)
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "EXPORTED_MODELS",
+    "INPUT_NAME",
+    "MODEL_CHOICES",
+    "OUTPUT_NAME",
+    "PREDICTION_COLUMNS",
+    "ExportMismatchError",
+    "NotExported",
+    "OnnxModel",
+    "OnnxRunner",
+    "assess_int8",
+    "compare_logits",
+    "describe_source",
+    "evaluate_onnx",
+    "execution_providers",
+    "export_classifier",
+    "export_onnx",
+    "iter_inputs",
+    "onnx_cost_metrics",
+    "predict_rows",
+    "predictions_table",
+    "provenance_warning",
+    "quantize_int8",
+    "recommend",
+    "resolve_model_choice",
+    "session_options",
+    "softmax",
+    "torch_logits",
+    "verify_export",
+]

@@ -1,0 +1,75 @@
+"""What the export stage concludes: is the int8 model good enough, and which file to ship.
+
+``recommendation`` in the export report is what ``predict.model: auto`` follows. Later
+evidence (the evaluation report's "which model to ship") can be fed through
+``resolve_model_choice`` the same way: a dict with ``model`` and ``reason``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ft_pipelines.core.export.verify import compare_logits, top1
+
+EXPORTED_MODELS = ("pruned_int8", "pruned_onnx", "finetuned_onnx")
+MODEL_CHOICES = ("auto", *EXPORTED_MODELS)
+FALLBACK_MODEL = "pruned_onnx"
+
+
+def assess_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray,
+                max_drop_points: float) -> dict[str, Any]:
+    """int8 vs fp32 on the same images: top-1 of both, the drop in points, agreement, and
+    ``recommended`` (false, with the reason, when the drop exceeds ``max_drop_points``)."""
+    if max_drop_points < 0:
+        raise ValueError(f"export.max_int8_drop={max_drop_points}: give points of top-1, >= 0")
+    fp32, int8 = top1(fp32_logits, labels), top1(int8_logits, labels)
+    # from counts of correct images: 100 * (1.0 - 0.99) is 1.0000000000000009, not 1
+    correct = [int((logits.argmax(axis=1) == labels).sum()) for logits in (fp32_logits,
+                                                                            int8_logits)]
+    drop = 100.0 * (correct[0] - correct[1]) / len(labels)
+    recommended = drop <= max_drop_points
+    reason = (f"test top-1 {100 * int8:.2f}% vs fp32 {100 * fp32:.2f}% ({-drop:+.2f} points), "
+              f"{'within' if recommended else 'beyond'} export.max_int8_drop={max_drop_points} "
+              "points")
+    agreement = compare_logits(fp32_logits, int8_logits)
+    return {"test_top1": int8, "fp32_test_top1": fp32, "drop_points": drop,
+            "top1_agreement_with_fp32": agreement["top1_agreement"],
+            "max_abs_logit_diff_vs_fp32": agreement["max_abs_logit_diff"],
+            "max_drop_points": float(max_drop_points), "recommended": recommended,
+            "reason": reason}
+
+
+def recommend(int8: dict[str, Any] | None) -> dict[str, str]:
+    """The int8 model when it was made and kept its accuracy, else the fp32 pruned one."""
+    if int8 is None:
+        return {"model": FALLBACK_MODEL, "reason": "no int8 model (export.quantize: null)"}
+    if int8["recommended"]:
+        return {"model": "pruned_int8", "reason": f"int8 {int8['reason']}"}
+    return {"model": FALLBACK_MODEL, "reason": f"int8 not recommended: {int8['reason']}"}
+
+
+def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None) -> str:
+    """``predict.model`` -> the exported model's dataset name; ``auto`` follows the
+    recommendation (the fp32 pruned model when there is none)."""
+    if choice not in MODEL_CHOICES:
+        raise ValueError(f"predict.model={choice!r}; use one of {', '.join(MODEL_CHOICES)}")
+    if choice != "auto":
+        return choice
+    model = (recommendation or {}).get("model", FALLBACK_MODEL)
+    if model not in EXPORTED_MODELS:
+        raise ValueError(f"The recommendation names {model!r}, which is not an exported model "
+                         f"({', '.join(EXPORTED_MODELS)}); set predict.model explicitly")
+    return model
+
+
+def provenance_warning(name: str, sha256: str, report: dict[str, Any]) -> str | None:
+    """A warning when the loaded ``name`` is not the file ``report`` describes (e.g. one
+    pinned with --load-versions next to a newer report), else None."""
+    described = ((report.get("models") or {}).get(name) or {}).get("sha256")
+    if described is None or described == sha256:
+        return None
+    return (f"{name} loaded here (sha256 {sha256[:12]}) is not the one the export report "
+            f"describes (sha256 {described[:12]}): they come from different export runs, so "
+            "the report's checks and recommendation are not about this file")

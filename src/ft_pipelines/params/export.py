@@ -1,0 +1,29 @@
+"""``export`` (ONNX + int8, checked by onnxruntime) and ``predict`` (label new images)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ft_pipelines.params.base import Count, Fraction, Schema, Seed
+
+
+class ExportParams(Schema):
+    opset: int = Field(default=17, ge=17)   # ONNX opset of the exported graphs
+    max_disagreement: Fraction = 0.005      # test images whose ONNX top-1 may differ from PyTorch
+    quantize: Literal["int8"] | None = "int8"   # null: no int8 model
+    calibration_images: Count = 128         # training images that calibrate int8 activations
+    max_int8_drop: float = Field(default=1.0, ge=0)  # test top-1 points int8 may lose vs fp32
+    threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
+    seed: Seed = 0                          # which calibration images
+
+
+class PredictParams(Schema):
+    path: str | None = None                 # image folder (recursive), .parquet table, one image
+    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx"] = "auto"
+    batch_size: Count = 64                  # images decoded and classified at a time
+    image_column: str = "image"             # parquet only: encoded image bytes
+    file_column: str = "file"               # parquet only: row names (optional)
+    threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
+

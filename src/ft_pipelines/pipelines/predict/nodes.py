@@ -1,0 +1,47 @@
+"""Thin node: label new images with an exported model (no training data, no PyTorch model)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from ft_pipelines.core.export import (
+    CPU,
+    OnnxModel,
+    OnnxRunner,
+    iter_inputs,
+    predict_rows,
+    predictions_table,
+    provenance_warning,
+    resolve_model_choice,
+)
+from ft_pipelines.params import PredictParams
+
+logger = logging.getLogger(__name__)
+
+
+def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
+                   pruned_int8: OnnxModel | None, export_report: dict[str, Any],
+                   predict: PredictParams) -> pd.DataFrame:
+    """One row per file under ``predict.path`` with the chosen model's top-1 and top-5."""
+    models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
+              "pruned_int8": pruned_int8}
+    name = resolve_model_choice(predict.model, export_report.get("recommendation"))
+    model = models[name]
+    if model is None:
+        raise ValueError(f"predict.model resolves to {name}, which has never been exported: run "
+                         "`kedro run --pipelines=export` with export.quantize: int8, or set "
+                         "predict.model: pruned_onnx")
+    warning = provenance_warning(name, model.sha256, export_report)
+    if warning:
+        logger.warning(warning)
+    logger.info("Labelling %s with %s (%s, sha256 %s)", predict.path, name, model.precision,
+                model.sha256[:12])
+    items = iter_inputs(predict.path, predict.image_column, predict.file_column)
+    rows = predict_rows(OnnxRunner(model, CPU, predict.threads), items,
+                        predict.batch_size)
+    table = predictions_table(rows)
+    table["model"] = f"{name}@{model.sha256[:12]}"  # which file made these predictions
+    return table

@@ -1,0 +1,121 @@
+"""The export and predict stages through Kedro: one real ``kedro run --env ci`` chain, then
+``predict`` on new images exactly as a user types it; the other tests call the nodes directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ft_pipelines.core.export.artifact import NotExported
+from ft_pipelines.core.export.exporter import export_onnx
+from ft_pipelines.params import ExportParams, ParameterError, PredictParams, validate_parameters
+from ft_pipelines.pipeline_registry import register_pipelines
+from ft_pipelines.pipelines.export.nodes import quantize_pruned, write_export_report
+from ft_pipelines.pipelines.predict.nodes import predict_images
+from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
+from tests.pipelines.conftest import latest
+
+PREDICT = {"path": None, "model": "auto", "batch_size": 4, "image_column": "image",
+           "file_column": "file", "threads": 1}
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "MPLBACKEND": "Agg"}
+    result = subprocess.run(["kedro", "run", "--env", "ci", *args], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
+def new_images(root: Path) -> Path:
+    """12 unlabelled digit-like images in nested folders, and one truncated file."""
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        folder = root / f"batch{index % 3}" / ("nested" if index % 2 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (8 + index, 8 + index), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.png")
+    good = (root / "batch0" / "img0.png").read_bytes()
+    (root / "batch1" / "truncated.png").write_bytes(good[: len(good) // 2])
+    return root
+
+
+def test_export_is_in_the_default_chain_and_predict_is_not(project):
+    pipelines = register_pipelines()
+    default = {n.name for n in pipelines["__default__"].nodes}
+    assert {n.name for n in pipelines["export"].nodes} <= default
+    assert not {n.name for n in pipelines["predict"].nodes} & default
+    assert "images" not in pipelines["predict"].inputs()  # no training data needed
+
+
+def test_ci_chain_then_predict_on_new_images(project, tmp_path):
+    kedro(project)
+    report = json.loads(latest(project, "08_reporting/export_report.json").read_text())
+    for name in ("finetuned_onnx", "pruned_onnx"):
+        check = report["models"][name]["verification"]["providers"]["CPUExecutionProvider"]
+        assert check["passed"] and check["max_abs_logit_diff"] < 1e-3
+    int8 = report["models"]["pruned_int8"]
+    assert int8["precision"] == "int8" and isinstance(int8["recommended"], bool)
+    assert report["recommendation"]["model"] == ("pruned_int8" if int8["recommended"]
+                                                 else "pruned_onnx")
+    pruned_version = latest(project, "06_models/pruned_model.safetensors").parent.name
+    sidecar = json.loads(latest(project, "06_models/pruned_onnx.onnx").with_suffix(".json")
+                         .read_text())
+    assert sidecar["source_model"]["artifact"]["version"] == pruned_version
+    assert sidecar["class_names"] == [str(i) for i in range(10)]
+
+    folder = new_images(tmp_path / "new")
+    kedro(project, "--pipelines=predict", f"--params=predict.path={folder}")
+    table = pd.read_parquet(latest(project, "07_model_output/predictions.parquet"))
+    assert len(table) == 13 and table["error"].notna().sum() == 1
+    assert table.loc[table["error"].notna(), "file"].tolist() == ["batch1/truncated.png"]
+    assert set(table["predicted_class"].dropna()) <= set(sidecar["class_names"])
+    assert table["model"].str.startswith(report["recommendation"]["model"] + "@").all()
+    assert all(len(top) == 5 for top in table["top5"].dropna())
+
+    # export.quantize: null: no new int8 version, and auto now means the fp32 pruned model
+    int8_versions = sorted((project / "data/ci/06_models/pruned_int8.onnx").iterdir())
+    kedro(project, "--pipelines=export", "--params=export.quantize=null")
+    assert sorted((project / "data/ci/06_models/pruned_int8.onnx").iterdir()) == int8_versions
+    report = json.loads(latest(project, "08_reporting/export_report.json").read_text())
+    assert report["recommendation"]["model"] == "pruned_onnx"
+    table = pd.DataFrame({"image": [(folder / "batch0" / "img0.png").read_bytes()]})
+    table.to_parquet(tmp_path / "one.parquet")
+    kedro(project, "--pipelines=predict", f"--params=predict.path={tmp_path / 'one.parquet'}")
+    table = pd.read_parquet(latest(project, "07_model_output/predictions.parquet"))
+    assert len(table) == 1 and table["model"].str.startswith("pruned_onnx@").all()
+
+
+@pytest.fixture()
+def tiny_onnx():
+    return export_onnx(tiny_net(), CLASSES, SIZE, MEAN, STD)
+
+
+def test_predict_asks_for_an_int8_model_that_was_never_made(tiny_onnx, tmp_path):
+    Image.new("RGB", (10, 10)).save(tmp_path / "a.png")
+    params = {**PREDICT, "path": str(tmp_path), "model": "pruned_int8"}
+    with pytest.raises(ValueError, match="never been exported"):
+        predict_images(tiny_onnx, tiny_onnx, None, {}, PredictParams(**params))
+    table = predict_images(tiny_onnx, tiny_onnx, None, {},
+                           PredictParams(**{**params, "model": "auto"}))
+    assert table["model"].iloc[0].startswith("pruned_onnx@")
+
+
+def test_quantize_setting_is_checked(tiny_onnx):
+    images = pd.DataFrame()  # never read: the setting is refused first
+    with pytest.raises(ParameterError, match="export.quantize"):
+        validate_parameters({"export": {"quantize": "fp16"}})
+    export = ExportParams(quantize=None, threads=1)
+    model, check = quantize_pruned(tiny_onnx, images, export, None)
+    assert isinstance(model, NotExported)
+    report = write_export_report({}, {"verification": {"providers": {"CPU": {}}}}, check,
+                                 export)
+    assert report["recommendation"]["model"] == "pruned_onnx"
