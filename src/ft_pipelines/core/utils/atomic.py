@@ -4,8 +4,8 @@ half-written."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,21 +27,24 @@ def _fsync_tree(path: Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Create or replace ``path`` all at once.
 
-    ``write(tmp)`` creates ``tmp`` (a file, or a folder of files): a path with the same name as
-    ``path`` inside a fresh hidden folder next to it, so writers that look at the extension work
-    and the temporary never matches a Kedro version pattern. It is flushed to disk (fsync) and
-    renamed onto ``path`` (``os.replace``, atomic on POSIX; a folder only onto a missing path).
-    If anything fails, the temporary is removed and ``path`` is left as it was.
+    ``write(tmp)`` creates ``tmp`` (a file, or a folder of files): a hidden, unused name next to
+    ``path`` (``.<name>.<random>.tmp``, which matches no Kedro version pattern nor ``*.<ext>``).
+    It is flushed to disk (fsync) and renamed onto ``path`` (``os.replace``, atomic on POSIX; a
+    folder only onto a missing path). If anything fails, the temporary is removed and ``path``
+    is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    holder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        tmp = holder / path.name
         write(str(tmp))
         if not tmp.exists():
             raise FileNotFoundError(f"The writer for {path} created nothing at {tmp}")
         _fsync_tree(tmp)
         os.replace(tmp, path)
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
