@@ -18,7 +18,7 @@ def checkpoint_files(project: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-FAST = {"finetune.epochs": 1}  # the stages as in CI, one training epoch (this test runs 4 times)
+FAST = {"finetune.epochs": 1}  # CI settings, one training epoch: this test runs Kedro 4 times
 
 
 def test_checkpoints_are_removed_once_outputs_are_saved(project, monkeypatch, caplog):
