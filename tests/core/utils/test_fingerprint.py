@@ -91,3 +91,10 @@ def test_the_code_hash_covers_every_source_file(tmp_path, monkeypatch):
         assert fingerprint.code_fingerprint() != before
     finally:
         fingerprint.code_fingerprint.cache_clear()
+
+
+def test_tables_with_list_cells_are_keyed_too():
+    table = pd.DataFrame({"layer": ["a"], "members": [["a", "b"]]})
+    other = pd.DataFrame({"layer": ["a"], "members": [["a", "c"]]})
+    assert _key(inputs={"t": table}) == _key(inputs={"t": table.copy()})
+    assert _key(inputs={"t": table}) != _key(inputs={"t": other})

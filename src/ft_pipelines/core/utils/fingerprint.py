@@ -60,7 +60,10 @@ def _update(digest: Any, value: Any) -> None:
     elif isinstance(value, pd.DataFrame):
         digest.update(json.dumps([list(map(str, value.columns)), list(map(str, value.dtypes))])
                       .encode())
-        digest.update(pd.util.hash_pandas_object(value, index=True).to_numpy().tobytes())
+        try:
+            digest.update(pd.util.hash_pandas_object(value, index=True).to_numpy().tobytes())
+        except TypeError:  # unhashable cells (lists): their JSON text instead
+            digest.update(value.to_json(orient="split", double_precision=15).encode())
     elif isinstance(value, np.ndarray):
         digest.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, dict) and any(isinstance(v, torch.Tensor | nn.Module | pd.DataFrame)
