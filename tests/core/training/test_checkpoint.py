@@ -17,7 +17,7 @@ from ft_pipelines.core.training import (
     load_checkpoint,
     take_finished_checkpoints,
 )
-from ft_pipelines.core.training.checkpoint import CHECKPOINT_FILE
+from ft_pipelines.core.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 from tests.core.training.tiny import Crash, run, tiny_data, tiny_model
 
 CONFIG = TrainConfig(epochs=3, batch_size=16, lr_pretrained=0.05, lr_new=0.1, progress=False)
@@ -166,3 +166,23 @@ def test_finished_trainings_are_reported_once_for_removal(tmp_path):
     run(tiny_model(), TrainConfig(epochs=1, batch_size=16, progress=False), tmp_path / "a")
     assert take_finished_checkpoints() == [tmp_path / "a"]
     assert take_finished_checkpoints() == []
+
+
+def test_a_checkpoint_failing_half_way_through_loading_leaves_nothing_loaded(tmp_path, caplog,
+                                                                            reference):
+    """Weights fit, the optimizer state does not: the weights already copied must be undone."""
+    import json
+
+    from safetensors.torch import save_file
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_model(), CONFIG, tmp_path, extra=[Crash(1, None)])
+    tensors, meta = load_checkpoint(tmp_path)
+    meta["optimizer"]["param_groups"] = []
+    header = {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)}
+    save_file(tensors, str(tmp_path / CHECKPOINT_FILE), metadata=header)
+    resumed = tiny_model()
+    with caplog.at_level(logging.WARNING):
+        run(resumed, CONFIG, tmp_path)
+    _assert_same_weights(reference[0], resumed)
+    assert len(_unusable_files(tmp_path)) == 1
