@@ -10,8 +10,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, Version
-from kedro_datasets.json import JSONDataset
 
+from ft_pipelines.datasets import AtomicJSONDataset as JSONDataset
 from ft_pipelines.params import plain_parameters
 from ft_pipelines.params.environment import environment_record
 

@@ -1,6 +1,22 @@
-"""Kedro datasets the catalog needs and kedro-datasets lacks."""
+"""Kedro datasets the catalog needs: models without pickle, and kedro-datasets' parquet, JSON,
+text and figure datasets saved atomically."""
 
+from ft_pipelines.datasets.atomic import (
+    AtomicJSONDataset,
+    AtomicMatplotlibDataset,
+    AtomicParquetDataset,
+    AtomicSaveMixin,
+    AtomicTextDataset,
+)
 from ft_pipelines.datasets.model_artifact import ModelArtifactDataset
 from ft_pipelines.datasets.onnx_model import OnnxModelDataset
 
-__all__ = ["ModelArtifactDataset", "OnnxModelDataset"]
+__all__ = [
+    "AtomicJSONDataset",
+    "AtomicMatplotlibDataset",
+    "AtomicParquetDataset",
+    "AtomicSaveMixin",
+    "AtomicTextDataset",
+    "ModelArtifactDataset",
+    "OnnxModelDataset",
+]

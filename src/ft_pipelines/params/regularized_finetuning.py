@@ -67,6 +67,7 @@ class FinetuneParams(Schema):
     progress: bool = True                   # progress bars per epoch
     resume: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"
+    keep_checkpoints: bool = False          # true: keep them after the outputs are saved
     # Overrides of the plan (strategy.training.<strategy>); unset: the plan's.
     epochs: Count | None = override("epochs instead of the plan's")
     lr_pretrained: LearningRate | None = override("learning rate of pretrained weights")

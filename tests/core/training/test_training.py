@@ -1,95 +1,22 @@
 """The training loop: resume equals an uninterrupted run, caches change nothing, bad input fails
-clearly. A tiny CNN with the same layout machinery as the real backbones keeps this fast."""
+clearly, and a model learns a real class signal. A tiny CNN (tests/core/training/tiny.py) keeps
+this fast."""
 
 import copy
 
 import pytest
 import torch
-from torch import nn
 
-from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.models import (
-    BackboneConfig,
-    BackboneLayout,
-    LayoutFamily,
-    attach_config,
-    freeze_all_but,
-    register_layout,
-)
 from ft_pipelines.core.regularizers import Regularizer
 from ft_pipelines.core.training import (
-    Callback,
     TrainConfig,
     Trainer,
     default_callbacks,
     frozen_prefix_length,
+    load_checkpoint,
     lr_factor,
 )
-
-
-class TinyNet(nn.Module):
-    """A ResNet-shaped toy: conv1/bn1/relu/maxpool, layer1..4, avgpool, fc."""
-
-    def __init__(self, classes: int = 3) -> None:
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
-        self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(2)
-        self.layer1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.layer2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.layer3 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16),
-                                    nn.ReLU(), nn.Dropout(0.2))
-        self.layer4 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(16, classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-@pytest.fixture(autouse=True)
-def _tiny_layout(monkeypatch):
-    """TinyNet joins the layout registry as its own family (the registry is restored after)."""
-    from ft_pipelines.core.models import LAYOUT_FAMILIES
-
-    monkeypatch.setattr("ft_pipelines.core.models.layouts.LAYOUT_FAMILIES",
-                        dict(LAYOUT_FAMILIES))
-    register_layout("tiny_resnet", LayoutFamily(
-        matches=lambda model: isinstance(model, TinyNet),
-        describe=lambda model: BackboneLayout(
-            "fc", ("conv1", "bn1", "relu", "maxpool"), ("layer1", "layer2", "layer3", "layer4")),
-        forward_head=lambda model, fm: model.fc(torch.flatten(model.avgpool(fm), 1)),
-    ))
-
-
-def tiny_model(trainable_blocks="all") -> nn.Module:
-    torch.manual_seed(0)
-    cfg = BackboneConfig("none", "torchvision", "tiny", None, 32)
-    return freeze_all_but(attach_config(TinyNet(), cfg), trainable_blocks)
-
-
-def tiny_data(n: int = 48, seed: int = 0) -> ImageData:
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    images = torch.randint(0, 256, (n, 3, 32, 32), generator=generator, dtype=torch.uint8)
-    images[:, labels.numpy() % 3] = images[:, labels.numpy() % 3] // 2  # learnable signal
-    return ImageData(images, labels)
-
-
-def run(model, config, checkpoint_dir=None):
-    trainer = Trainer(model, config, callbacks=default_callbacks(config, checkpoint_dir))
-    return trainer.fit(tiny_data(), tiny_data(24, seed=1))
-
-
-class Crash(Callback):
-    """Simulates a run killed in the middle of an epoch."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch = epoch, batch
-
-    def on_batch_end(self, trainer, epoch, batch, stats):
-        if (epoch, batch) == (self.epoch, self.batch):
-            raise KeyboardInterrupt("killed")
+from tests.core.training.tiny import Crash, run, tiny_data, tiny_model
 
 
 def test_resume_after_kill_gives_the_same_weights(tmp_path):
@@ -168,7 +95,8 @@ def test_nan_loss_names_epoch_and_batch_and_keeps_last_checkpoint(tmp_path):
     trainer = Trainer(tiny_model(), config, Explode(), default_callbacks(config, tmp_path))
     with pytest.raises(FloatingPointError, match="epoch 2, batch 2"):
         trainer.fit(tiny_data(), tiny_data(24, seed=1))
-    assert (tmp_path / "meta.json").is_file()  # epoch 1's checkpoint is still there
+    _, meta = load_checkpoint(tmp_path)  # epoch 1's checkpoint is still there
+    assert meta["epoch"] == 1
 
 
 def test_warmup_then_cosine_schedule():

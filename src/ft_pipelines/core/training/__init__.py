@@ -8,7 +8,13 @@ from ft_pipelines.core.training.callbacks import (
     ProgressBar,
     default_callbacks,
 )
-from ft_pipelines.core.training.checkpoint import Checkpointing, load_checkpoint, save_checkpoint
+from ft_pipelines.core.training.checkpoint import (
+    Checkpointing,
+    UnusableCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+    take_finished_checkpoints,
+)
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
@@ -22,6 +28,7 @@ __all__ = [
     "ProgressBar",
     "TrainConfig",
     "Trainer",
+    "UnusableCheckpoint",
     "build_optimizer",
     "default_callbacks",
     "finetune_model",
@@ -30,5 +37,6 @@ __all__ = [
     "lr_factor",
     "resolve_regularizer",
     "save_checkpoint",
+    "take_finished_checkpoints",
     "train_config",
 ]

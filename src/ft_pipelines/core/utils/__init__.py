@@ -4,7 +4,12 @@ lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisatio
 from ft_pipelines.core.utils.atomic import atomic_write
 from ft_pipelines.core.utils.classifier import classifier_name, head_parameter_names, last_linear
 from ft_pipelines.core.utils.counting import count_macs_params, count_params, model_size_bytes
-from ft_pipelines.core.utils.fingerprint import RUN_ONLY_KEYS, run_fingerprint
+from ft_pipelines.core.utils.fingerprint import (
+    RUN_ONLY_KEYS,
+    code_fingerprint,
+    environment_fingerprint,
+    run_fingerprint,
+)
 from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
 from ft_pipelines.core.utils.normalise import normalise
 
@@ -12,8 +17,10 @@ __all__ = [
     "RUN_ONLY_KEYS",
     "atomic_write",
     "classifier_name",
+    "code_fingerprint",
     "count_macs_params",
     "count_params",
+    "environment_fingerprint",
     "head_parameter_names",
     "last_linear",
     "model_device",

@@ -25,8 +25,8 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
              else score_channels(finetuned_model, splits["train"], pruning.importance, settings))
     checkpoint_dir = None
     if finetune.resume:
-        key = run_fingerprint(finetuned_model, decode_cache_key(images, size),
-                              {"importance": table["norm_score"].tolist()}, settings)
+        key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {}, settings,
+                              {"importance": table})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
                                                  checkpoint_dir)

@@ -39,7 +39,7 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(surgered_model, decode_cache_key(images, size), finetune_plan,
-                              settings)
+                              settings, {"delta_attention": delta_attention})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
     model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
                                     delta_attention, checkpoint_dir)

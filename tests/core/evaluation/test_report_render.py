@@ -1,0 +1,52 @@
+"""The Markdown report on a fixed input: every model gets a row with its accuracy as a
+percentage, the strategy's reasons are listed, and the pruning trade-off is stated. Only stable
+facts are asserted (the wording may change)."""
+
+from __future__ import annotations
+
+from ft_pipelines.core.evaluation import render_report
+
+PLAN = {"strategy": "partial_finetune", "decided_by": "decision matrix",
+        "reasons": ["small target data set", "similar domain"], "regularizer": "l2_sp",
+        "trainable_blocks": 3, "epochs": 5}
+PROFILE = {"source": "sklearn_digits", "num_images": 300, "num_classes": 10}
+PRUNING = {"importance": "taylor_gate", "target": "macs", "ratio": 0.35}
+
+
+def _result(top1: float, macs: float, params: int, latency: float) -> dict:
+    return {"top1": top1, "top5": 0.999, "macro_f1": 0.9512, "ece": 0.0321, "params": params,
+            "macs": macs, "size_bytes": params * 4, "latency_ms": latency, "throughput": 812.4,
+            "throughput_batch": 16}
+
+
+RESULTS = {"linear_probe": _result(0.8125, 4.0e8, 3_400_000, 9.5),
+           "finetuned": _result(0.9853, 4.0e8, 3_400_000, 9.5),
+           "pruned": _result(0.9706, 2.6e8, 2_100_000, 6.25)}
+
+
+def test_every_model_has_a_row_with_percentages():
+    report = render_report(PLAN, RESULTS, PRUNING, PROFILE)
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")}
+    assert set(rows) == set(RESULTS)
+    assert "81.25%" in rows["linear_probe"]
+    assert "98.53%" in rows["finetuned"]
+    assert "97.06%" in rows["pruned"]
+    assert "3,400,000" in rows["finetuned"] and "2,100,000" in rows["pruned"]
+
+
+def test_strategy_reasons_and_pruning_trade_off_are_stated():
+    report = render_report(PLAN, RESULTS, PRUNING, PROFILE)
+    assert report.startswith("# ")
+    assert "partial_finetune" in report
+    for reason in PLAN["reasons"]:
+        assert reason in report
+    assert "35.0%" in report  # MACs: 1 - 2.6/4.0 fewer
+    assert "98.53% -> 97.06%" in report
+    assert "taylor_gate" in report
+
+
+def test_without_a_pruned_model_there_is_no_trade_off_section():
+    results = {k: v for k, v in RESULTS.items() if k != "pruned"}
+    report = render_report(PLAN, results, PRUNING, PROFILE)
+    assert "pruned" not in report and "taylor_gate" not in report
