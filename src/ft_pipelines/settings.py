@@ -2,12 +2,13 @@
 
 from kedro.config import OmegaConfigLoader
 
-from ft_pipelines.hooks import LineageHook
+from ft_pipelines.hooks import LineageHook, RunConsistencyHook
 from ft_pipelines.params.hooks import ParametersHook
 
 # ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
-# the session before anything happens.
-HOOKS = (ParametersHook(), LineageHook())
+# the session before anything happens. RunConsistencyHook pins each dataset to one version per
+# run, so the versions LineageHook records are the ones the nodes received.
+HOOKS = (ParametersHook(), RunConsistencyHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
