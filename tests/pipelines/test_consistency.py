@@ -5,15 +5,13 @@ error naming both versions and the ``--load-versions`` that fixes it (issue 11, 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 from kedro.framework.session import KedroSession
 
-from tests.pipelines.conftest import nested, run_pipelines
+from tests.pipelines.conftest import kedro_cli, nested, run_pipelines
 
 
 class LoadedImages:
@@ -54,13 +52,6 @@ def test_a_run_loads_its_own_images_although_another_run_saved_newer_ones(projec
     assert spy.rows == [10 * 6]  # the similarity node got A's 6 images per class, not B's 9
 
 
-def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "COLUMNS": "200"}
-    return subprocess.run(["kedro", "run", "--env", "ci", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
 def test_a_stage_only_run_on_data_of_another_run_names_versions_and_the_fix(project):
     # The issue's case: a 2-class chain up to surgery, then a 10-class ingestion, then only the
     # fine-tuning stage (which used to die with "IndexError: Target 2 is out of bounds").
@@ -72,7 +63,7 @@ def test_a_stage_only_run_on_data_of_another_run_names_versions_and_the_fix(proj
     surgered = sorted(
         p.name for p in (project / "data/ci/06_models/surgered_model.safetensors").iterdir())
 
-    stage = kedro_run(project, "--pipelines=regularized_finetuning")
+    stage = kedro_cli(project, "--pipelines=regularized_finetuning")
     assert stage.returncode != 0
     output = stage.stdout + stage.stderr
     assert "out of bounds" not in output

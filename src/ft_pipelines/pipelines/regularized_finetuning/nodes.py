@@ -11,7 +11,11 @@ from torch import nn
 from ft_pipelines.core.data import decode_cache_key, split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.models import check_model_fits_data, record_training_data
-from ft_pipelines.core.regularizers import ATTENTION_COLUMNS, delta_attention
+from ft_pipelines.core.regularizers import (
+    ATTENTION_COLUMNS,
+    check_delta_can_train,
+    delta_attention,
+)
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import run_fingerprint
 from ft_pipelines.params import FinetuneParams
@@ -22,8 +26,9 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
                             ) -> pd.DataFrame:
     """DELTA's per-channel weights; an empty table when the regulariser is not DELTA."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
-    overrides = finetune.regularizer.model_dump()
-    if resolve_regularizer(finetune_plan, overrides)["name"] != "delta":
+    regularizer = resolve_regularizer(finetune_plan, finetune.regularizer.model_dump())
+    check_delta_can_train(surgered_model, regularizer)
+    if regularizer["name"] != "delta":
         return pd.DataFrame(columns=ATTENTION_COLUMNS)
     size = surgered_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
