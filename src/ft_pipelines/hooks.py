@@ -97,17 +97,18 @@ class RunConsistencyHook:
     def _explain(self, node: str, model_name: str, model: Any, reason: str,
                  data: dict[str, Any]) -> str:
         versions = ", ".join(f"{name} {self._loaded_version(name)}" for name in data)
-        fixes = [f"--load-versions={pins}  (the data {model_name} was made for)"
+        fixes = [f"kedro run ... --load-versions={pins} (the data {model_name} was made for)"
                  for pins in [self._data_pins(model, data)] if pins]
         model_pin = self._model_pin(model_name, data)
         if model_pin:
-            fixes.append(f"--load-versions={model_pin}  (a {model_name} made for this data)")
-        fixes.append("or re-run the stages that produce them together (from data_ingestion on)")
+            fixes.append(f"kedro run ... --load-versions={model_pin} (a {model_name} made for "
+                         "this data)")
+        fixes.append("re-run the stages that produce them together (from data_ingestion on)")
         return (
             f"Inputs of node {node!r} do not belong together: {model_name} "
             f"({self._loaded_version(model_name)}) {reason}; loaded with {versions}. They were "
             "written by different runs (a stage-only or pinned run, or runs at the same time). "
-            "Fix: kedro run ... " + "\n  or: kedro run ... ".join(fixes)
+            "Fix: " + "; or ".join(fixes)
         )
 
     def _matching_versions(self, name: str, fits: Any) -> str | None:
