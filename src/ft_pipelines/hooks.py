@@ -1,21 +1,150 @@
-"""Lineage: which version of which dataset each run loaded and saved, with its parameters and
-the environment (threads, device, library versions, CPU) its results depend on."""
+"""Run hooks. ``RunConsistencyHook``: one version of each dataset per run, and inputs that do not
+belong together stop the node. ``LineageHook``: which version of which dataset each run loaded
+and saved, with its parameters and the environment (threads, device, library versions, CPU) its
+results depend on."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, Version
 
+from ft_pipelines.core.models import InputMismatchError, input_mismatch, read_spec, training_data
 from ft_pipelines.datasets import AtomicJSONDataset as JSONDataset
 from ft_pipelines.params import plain_parameters
 from ft_pipelines.params.environment import environment_record
 
 logger = logging.getLogger(__name__)
+
+
+DATA_INPUTS = ("images", "class_names")  # what a model's recorded classes/fingerprint refer to
+SOURCE_MODELS = ("pretrained_model",)  # the starting network: made for other data on purpose
+MAX_VERSIONS_SEARCHED = 30  # newest versions read when looking for a matching one
+
+
+def _read_data(name: str, path: str) -> Any:
+    if name == "images":
+        return pd.read_parquet(path, columns=["image_id", "label", "label_name", "split"])
+    return json.loads(Path(path).read_text())
+
+
+class RunConsistencyHook:
+    """Within one run, every load of a dataset returns one version: the version this run saved,
+    else the version it loaded first. Without it Kedro loads the newest version on disk, which
+    a concurrent run may have written a moment ago. Before a node runs, a model input is checked
+    against the ``images``/``class_names`` it receives (the classes and data fingerprint its
+    artifact records); when they come from different runs the node stops with an error naming
+    both versions and the ``--load-versions`` that would fix it.
+
+    A version pinned with ``--load-versions`` is left as the user pinned it.
+    """
+
+    def __init__(self) -> None:
+        self.catalog: Any = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self.catalog = catalog
+
+    def _versioned(self, name: str) -> AbstractVersionedDataset | None:
+        try:
+            dataset = self.catalog[name]
+        except Exception:  # a dataset created on the fly (memory) has no entry to ask
+            return None
+        return dataset if isinstance(dataset, AbstractVersionedDataset) else None
+
+    def _pin(self, name: str, saved: bool) -> None:
+        dataset = self._versioned(name) if self.catalog is not None else None
+        if dataset is None or not dataset._version or dataset._version.load:
+            return
+        version = dataset._version.save if saved else dataset.resolve_load_version()
+        if version:
+            # As DataCatalog.get(version=...) does on a copy, but on the catalog's own dataset
+            # so that every later load of this run sees the pinned version.
+            dataset._version = Version(version, dataset._version.save)
+            dataset._clear_version_cache()
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        self._pin(dataset_name, saved=True)
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str) -> None:
+        self._pin(dataset_name, saved=False)
+
+    @hook_impl
+    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        data = {name: inputs[name] for name in DATA_INPUTS if name in inputs}
+        if not data or self.catalog is None:
+            return
+        for name, value in inputs.items():
+            reason = name not in SOURCE_MODELS and training_data(value) and input_mismatch(
+                value, data.get("images"), data.get("class_names"))
+            if reason:
+                raise InputMismatchError(self._explain(node.name, name, value, reason, data))
+
+    def _loaded_version(self, name: str) -> str:
+        dataset = self._versioned(name)
+        return f"version {dataset.resolve_load_version()}" if dataset else "not versioned"
+
+    def _explain(self, node: str, model_name: str, model: Any, reason: str,
+                 data: dict[str, Any]) -> str:
+        versions = ", ".join(f"{name} {self._loaded_version(name)}" for name in data)
+        fixes = [f"kedro run ... --load-versions={pins} (the data {model_name} was made for)"
+                 for pins in [self._data_pins(model, data)] if pins]
+        model_pin = self._model_pin(model_name, data)
+        if model_pin:
+            fixes.append(f"kedro run ... --load-versions={model_pin} (a {model_name} made for "
+                         "this data)")
+        fixes.append("re-run the stages that produce them together (from data_ingestion on)")
+        return (
+            f"Inputs of node {node!r} do not belong together: {model_name} "
+            f"({self._loaded_version(model_name)}) {reason}; loaded with {versions}. They were "
+            "written by different runs (a stage-only or pinned run, or runs at the same time). "
+            "Fix: " + "; or ".join(fixes)
+        )
+
+    def _matching_versions(self, name: str, fits: Any) -> str | None:
+        dataset = self._versioned(name)
+        if dataset is None:
+            return None
+        try:
+            paths = dataset.list_versions(full_path=True)[:MAX_VERSIONS_SEARCHED]
+        except Exception:  # no versions on disk
+            return None
+        for path in paths:
+            try:
+                if fits(path):
+                    return Path(path).parent.name
+            except Exception:  # an unreadable version is simply not a candidate
+                logger.debug("Skipping unreadable %s", path, exc_info=True)
+        return None
+
+    def _data_pins(self, model: Any, data: dict[str, Any]) -> str:
+        pins = []
+        for name in data:
+            version = self._matching_versions(name, lambda path, name=name: input_mismatch(
+                model, **{name: _read_data(name, path)}) is None)
+            if version:
+                pins.append(f"{name}:{version}")
+        return ",".join(pins) if len(pins) == len(data) else ""
+
+    def _model_pin(self, model_name: str, data: dict[str, Any]) -> str | None:
+        def made_for_this_data(path: str) -> bool:
+            record = read_spec(path).get("data")
+            stub = SimpleNamespace(trained_on=record)
+            return bool(record) and input_mismatch(
+                stub, data.get("images"), data.get("class_names")) is None
+
+        version = self._matching_versions(model_name, made_for_this_data)
+        return f"{model_name}:{version}" if version else None
 
 
 class LineageHook:

@@ -4,15 +4,17 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from ft_pipelines.checkpoint_cleanup import CheckpointCleanupHook
-from ft_pipelines.hooks import LineageHook
+from ft_pipelines.hooks import LineageHook, RunConsistencyHook
 from ft_pipelines.params.hooks import ParametersHook
 from ft_pipelines.tracking.hook import MlflowTrackingHook
 
 # ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
-# the session before anything happens. The lineage hook writes its record before the tracking
-# hook logs it (that one runs last); the checkpoint cleanup removes a node's checkpoints once all
-# of its outputs are saved.
-HOOKS = (ParametersHook(), LineageHook(), CheckpointCleanupHook(), MlflowTrackingHook())
+# the session before anything happens. RunConsistencyHook pins each dataset to one version per
+# run, so the versions LineageHook records are the ones the nodes received. The lineage hook
+# writes its record before the tracking hook logs it (that one runs last); the checkpoint cleanup
+# removes a node's checkpoints once all of its outputs are saved.
+HOOKS = (ParametersHook(), RunConsistencyHook(), LineageHook(), CheckpointCleanupHook(),
+         MlflowTrackingHook())
 # kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
 # (the plugin's would open a second MLflow run, and let an unreachable server fail the run).
 # The distribution is named "kedro_mlflow" or "kedro-mlflow" depending on how it was packaged.

@@ -3,6 +3,8 @@ pipeline tests never touch the real data/ folder."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,17 @@ def latest(project: Path, relative: str) -> Path:
     versions = sorted((project / "data" / "ci" / relative).iterdir())
     name = Path(relative).name
     return versions[-1] / name
+
+
+def kedro_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro run --env ci ARGS`` in ``project`` as a user types it (PYTHONPATH is inherited:
+    a worktree's src/ is the code that runs)."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "COLUMNS": "200"}
+    return subprocess.run(["kedro", "run", "--env", "ci", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def squeezed(text: str) -> str:
+    """``text`` without whitespace: rich wraps long messages wherever it likes."""
+    return "".join(text.split())

@@ -52,15 +52,7 @@ def test_bad_backbone_specs_name_the_parameter(spec, message):
         create_backbone(**spec)
 
 
-def test_offline_torchvision_download_names_the_cache_file(monkeypatch):
-    import torchvision
-
-    def no_network(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_network,
-                        raising=False)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+def test_offline_torchvision_download_names_the_cache_file(no_network):
     with pytest.raises(FileNotFoundError, match=r"resnet18-.*\.pth.*backbone.source=file"):
         create_backbone("torchvision", "resnet18", weights="IMAGENET1K_V1")
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,47 +128,105 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
         )
     entries = sorted(root.iterdir())
     class_dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    ignored = [p.name for p in entries if p not in class_dirs]
-    _log_ignored(ignored, f"entries in the root of {root} (hidden, or not a class folder)")
+    ignored = [_utf8(p.name) for p in entries if p not in class_dirs]
+    if ignored:
+        logger.info(
+            "Ignoring %d entries in the root of %s (hidden, or not a class folder): %s",
+            len(ignored),
+            root,
+            ", ".join(ignored[:MAX_LISTED]),
+        )
     if not class_dirs:
         raise ValueError(
             f"No class sub-folders in {str(root)!r}: ingestion.source 'image_folder' expects "
             "one sub-folder per class (e.g. cats/*.jpg, dogs/*.jpg)."
         )
     records: list[ImageRecord] = []
+    read: list[Path] = []
     for class_dir in class_dirs:
         files = _class_image_files(class_dir)
         if not files:
             raise ValueError(
-                f"Class folder {str(class_dir)!r} (class {class_dir.name!r}) holds no images with "
-                f"an extension in {sorted(IMAGE_EXTENSIONS)}: add images or remove the folder."
+                f"Class folder {_utf8(str(class_dir))!r} (class {_utf8(class_dir.name)!r}) holds "
+                f"no images with an extension in {sorted(IMAGE_EXTENSIONS)}: add images or "
+                "remove the folder."
             )
-        records.extend(ImageRecord(f.read_bytes(), class_dir.name, str(f)) for f in files)
+        label = _utf8(class_dir.name)
+        records.extend(ImageRecord(f.read_bytes(), label, _utf8(str(f))) for f in files)
+        read.extend(files)
+    _warn_undecodable_names([*class_dirs, *read], root)
     logger.info("Loaded %d image files in %d classes from %s", len(records), len(class_dirs), root)
     return records
 
 
-def _log_ignored(names: list[str], what: str) -> None:
-    if names:
-        logger.info("Ignoring %d %s: %s", len(names), what, ", ".join(names[:MAX_LISTED]))
+def _utf8(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes that are not UTF-8 (a file name from another system,
+    decoded by Python with surrogate escapes) become ``\\xNN``, so tables and JSON can hold it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _warn_undecodable_names(paths: list[Path], root: Path) -> None:
+    renamed = [repr(os.fsencode(p)) for p in paths if _utf8(str(p)) != str(p)]
+    if renamed:
+        logger.warning(
+            "%d names under %s are not valid UTF-8; their bytes are kept as \\xNN in labels "
+            "and origins: %s. Rename them to UTF-8 names to see them as written.",
+            len(renamed), _utf8(str(root)), ", ".join(renamed[:MAX_LISTED]),
+        )
 
 
 def _class_image_files(class_dir: Path) -> list[Path]:
-    """Image files under ``class_dir`` (nested folders included), hidden ones skipped."""
-    files, skipped = [], []
+    """Image files under ``class_dir`` (nested folders included). Hidden files are skipped
+    quietly (INFO); any other file ingestion does not read (an animated GIF, a HEIC photo, a
+    text file) is skipped with a WARNING listing it, so no image is lost unnoticed."""
+    files, hidden, unread = [], [], []
     for candidate in sorted(class_dir.rglob("*")):
         if not candidate.is_file():
             continue
-        if _is_hidden(candidate, class_dir) or candidate.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append(candidate.relative_to(class_dir).as_posix())
+        name = _utf8(candidate.relative_to(class_dir).as_posix())
+        if _is_hidden(candidate, class_dir):
+            hidden.append(name)
+        elif candidate.suffix.lower() not in IMAGE_EXTENSIONS:
+            unread.append(name)
         else:
             files.append(candidate)
-    _log_ignored(skipped, f"hidden or non-image files in {class_dir}")
+    where = _utf8(str(class_dir))
+    if hidden:
+        logger.info("Ignoring %d hidden files in %s: %s", len(hidden), where,
+                    ", ".join(hidden[:MAX_LISTED]))
+    if unread:
+        logger.warning(
+            "Skipping %d files in %s whose format ingestion does not read (extensions it reads: "
+            "%s): %s. Convert them (e.g. the first frame of a GIF to PNG) to include them.",
+            len(unread), where, ", ".join(sorted(IMAGE_EXTENSIONS)),
+            ", ".join(unread[:MAX_LISTED]) + (" ..." if len(unread) > MAX_LISTED else ""),
+        )
     return files
 
 
+def _read_parquet_table(path: Path) -> pd.DataFrame:
+    """The table at ``path``; a folder without Parquet files or a file that is not Parquet gets
+    a message naming the path and what is expected instead of pyarrow's own."""
+    expected = ("ingestion.source 'parquet' expects ingestion.path to be a .parquet file (or a "
+                "folder of .parquet files) with an image-bytes column and a label column")
+    if path.is_dir() and not any(path.rglob("*.parquet")):
+        raise ValueError(
+            f"ingestion.path {_utf8(str(path))!r} is a folder without .parquet files: {expected}."
+            " For a folder with one sub-folder of images per class use ingestion.source: "
+            "image_folder."
+        )
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet data
+        kind = "a folder holding" if path.is_dir() else "a file holding"
+        raise ValueError(
+            f"ingestion.path {_utf8(str(path))!r} is {kind} data that is not a readable Parquet "
+            f"table ({type(error).__name__}: {error}): {expected}."
+        ) from error
+
+
 def _load_parquet(path: Path, image_column: str, label_column: str) -> list[ImageRecord]:
-    table = pd.read_parquet(path)
+    table = _read_parquet_table(path)
     for column, setting in ((image_column, "image_column"), (label_column, "label_column")):
         if column not in table.columns:
             raise ValueError(

@@ -5,6 +5,7 @@ from ft_pipelines.core.models.artifact import (
     channel_counts,
     load_model_file,
     newest_artifact,
+    read_spec,
     save_model_file,
 )
 from ft_pipelines.core.models.config import (
@@ -25,6 +26,14 @@ from ft_pipelines.core.models.layouts import (
     register_layout,
 )
 from ft_pipelines.core.models.loading import SOURCES, load_backbone
+from ft_pipelines.core.models.provenance import (
+    InputMismatchError,
+    check_model_fits_data,
+    data_fingerprint,
+    input_mismatch,
+    record_training_data,
+    training_data,
+)
 from ft_pipelines.core.models.sources import create_backbone
 from ft_pipelines.core.models.state_dict import load_state_dict_file
 from ft_pipelines.core.models.surgery import (
@@ -39,6 +48,7 @@ from ft_pipelines.core.models.surgery import (
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "InputMismatchError",
     "LAYOUT_FAMILIES",
     "SOURCES",
     "BackboneConfig",
@@ -48,20 +58,26 @@ __all__ = [
     "apply_surgery",
     "attach_config",
     "channel_counts",
+    "check_model_fits_data",
     "create_backbone",
+    "data_fingerprint",
     "describe_layout",
     "drop_last_blocks",
     "feature_units",
     "forward_head",
+    "input_mismatch",
     "freeze_all_but",
     "load_backbone",
     "load_model_file",
     "load_state_dict_file",
     "newest_artifact",
     "pooled_stages",
+    "read_spec",
+    "record_training_data",
     "register_layout",
     "reinitialize",
     "replace_head",
     "save_model_file",
     "surgery_summary",
+    "training_data",
 ]

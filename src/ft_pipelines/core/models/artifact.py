@@ -18,6 +18,7 @@ from torch import nn
 
 from ft_pipelines.core.models.architectures import build_architecture, resolve_library
 from ft_pipelines.core.models.config import BackboneConfig, attach_config
+from ft_pipelines.core.models.provenance import ATTRIBUTE, training_data
 from ft_pipelines.core.models.surgery import drop_last_blocks, replace_head
 from ft_pipelines.core.utils import atomic_write
 
@@ -51,6 +52,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
         "surgery": dict(getattr(model, "surgery", {}) or {}),
         "channels": channel_counts(model),
         "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+        "data": training_data(model),
     }
 
 
@@ -97,10 +99,18 @@ def apply_channel_counts(model: nn.Module, channels: dict[str, list[int]]) -> No
 
 
 def rebuild_model(spec: dict[str, Any]) -> nn.Module:
-    """The module described by ``spec`` (random weights): architecture, surgery, channel counts."""
+    """The module described by ``spec`` (random weights): architecture, surgery, channel counts.
+
+    Only architecture names the installed timm/torchvision register are built, never with
+    pretrained weights: a crafted spec (``hf-hub:<repo>``, ``local-dir:<path>``, a URL) cannot
+    make loading download anything or read outside the artifact.
+    """
     if spec.get("format") != FORMAT:
         raise ValueError(f"Not an ft_pipelines model spec (format={spec.get('format')!r})")
-    config = BackboneConfig.from_dict(spec["backbone"])
+    try:
+        config = BackboneConfig.from_dict(spec["backbone"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"The spec's backbone entry is malformed ({err!r})") from err
     library = resolve_library(config.architecture, config.library)
     model = attach_config(
         build_architecture(config.architecture, library, config.num_source_classes), config
@@ -111,6 +121,8 @@ def rebuild_model(spec: dict[str, Any]) -> nn.Module:
         model = replace_head(model, int(surgery["num_classes"]))
     model.surgery = dict(surgery)
     apply_channel_counts(model, spec.get("channels", {}))
+    if spec.get("data"):
+        setattr(model, ATTRIBUTE, dict(spec["data"]))
     return attach_config(model, config)
 
 
@@ -118,6 +130,34 @@ def model_to_bytes(model: nn.Module) -> bytes:
     """Serialise weights + spec into one safetensors blob (no pickle anywhere)."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     return safetensors_bytes(state, metadata={SPEC_KEY: json.dumps(model_spec(model))})
+
+
+def _open_error(path: Path, err: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a valid ft_pipelines model artifact (a safetensors file with a "
+        f"spec): {err}. Pickled checkpoints are refused on purpose; re-export the model "
+        "with ModelArtifactDataset or load its state dict with backbone.source=file."
+    )
+
+
+def _spec_of(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    if SPEC_KEY not in metadata:
+        raise ValueError(
+            f"{path} is a safetensors file without an ft_pipelines spec; load it "
+            "as a plain state dict with backbone.source=file"
+        )
+    return json.loads(metadata[SPEC_KEY])
+
+
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """The spec of an artifact without reading its tensors (cheap: the file header only)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _open_error(path, err) from err
+    return _spec_of(path, metadata)
 
 
 def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -128,27 +168,37 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Ten
             metadata = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(
-            f"{path} is not a valid ft_pipelines model artifact (a safetensors file with a "
-            f"spec): {err}. Pickled checkpoints are refused on purpose; re-export the model "
-            "with ModelArtifactDataset or load its state dict with backbone.source=file."
-        ) from err
-    if SPEC_KEY not in metadata:
-        raise ValueError(
-            f"{path} is a safetensors file without an ft_pipelines spec; load it "
-            "as a plain state dict with backbone.source=file"
-        )
-    return json.loads(metadata[SPEC_KEY]), tensors
+        raise _open_error(path, err) from err
+    return _spec_of(path, metadata), tensors
+
+
+def _weights_mismatch(model: nn.Module, tensors: dict[str, torch.Tensor]) -> str | None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [f"{k}: file {tuple(tensors[k].shape)}, spec {tuple(v.shape)}"
+              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = [f"{label} {items[:5]}{' ...' if len(items) > 5 else ''}"
+                for label, items in (("missing", missing), ("unexpected", unexpected),
+                                     ("shape differs", shapes)) if items]
+    return "; ".join(problems) or None
 
 
 def load_model_file(path: str | Path) -> nn.Module:
     """Rebuild the identical module saved at ``path``."""
     spec, tensors = read_artifact(path)
-    model = rebuild_model(spec)
     try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the spec: {err}") from err
+        model = rebuild_model(spec)
+    except ValueError as err:
+        raise ValueError(f"{path}: refusing to load this model artifact: {err}") from err
+    mismatch = _weights_mismatch(model, tensors)
+    if mismatch:
+        raise ValueError(
+            f"{path}: the weights do not match the architecture its spec describes ({mismatch}). "
+            "The file was edited or written by another version; re-run the stage that wrote "
+            "it, or pin another version with --load-versions."
+        )
+    model.load_state_dict(tensors, strict=True)
     trainable = set(spec.get("trainable", []))
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)

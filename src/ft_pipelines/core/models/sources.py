@@ -8,13 +8,20 @@ source: it is loaded whole by :func:`ft_pipelines.core.models.load_backbone` (so
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.error import URLError
 
 import torch
 from torch import nn
 
-from ft_pipelines.core.models.architectures import build_architecture, resolve_library
+from ft_pipelines.core.models.architectures import (
+    build_architecture,
+    check_architecture,
+    close_matches,
+    resolve_library,
+)
 from ft_pipelines.core.models.config import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -76,32 +83,79 @@ def _offline_message(architecture: str, what: str, cache_file: str | None) -> st
 def _build_torchvision(architecture: str, weights: str | None, path: str | None, library: str):
     import torchvision
 
+    check_architecture(architecture, "torchvision")  # an unknown name is not a weights problem
     weights_name = weights or "DEFAULT"
+    available = torchvision.models.get_model_weights(architecture)
     try:
-        weights_enum = torchvision.models.get_model_weights(architecture)[weights_name]
-    except (KeyError, ValueError) as err:
+        weights_enum = available[weights_name]
+    except KeyError as err:
+        names = ["DEFAULT", *(w.name for w in available)]
         raise ValueError(
-            f"backbone.weights={weights_name!r} is not a weights name of "
-            f"torchvision {architecture!r}"
+            f"backbone.weights={weights_name!r} is not a weights name of torchvision "
+            f"{architecture!r}; use one of {names}.{close_matches(weights_name, names)}"
         ) from err
     cache_file = str(Path(torch.hub.get_dir()) / "checkpoints" / Path(weights_enum.url).name)
     try:
         model = torchvision.models.get_model(architecture, weights=weights_enum)
-    except (OSError, RuntimeError) as err:  # URLError is an OSError
+    except Exception as err:
+        if not is_network_failure(err):
+            raise
         raise FileNotFoundError(
             _offline_message(architecture, weights_enum.url, cache_file)
         ) from err
     return model, "torchvision", architecture, str(weights_enum)
 
 
+def is_network_failure(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a failed connection, not a wrong name or file."""
+    network = (ConnectionError, TimeoutError, socket.gaierror, URLError)
+    try:
+        from huggingface_hub.errors import LocalEntryNotFoundError
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import Timeout
+
+        network = (*network, LocalEntryNotFoundError, RequestsConnectionError, Timeout)
+    except ImportError:  # pragma: no cover - timm depends on both
+        pass
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, network):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _build_timm(architecture: str, weights: str | None, path: str | None, library: str):
     import timm
 
+    check_architecture(architecture, "timm")
+    tags = timm.list_pretrained(f"{architecture}.*")
     name = f"{architecture}.{weights}" if weights and weights != "DEFAULT" else architecture
+    if weights and weights != "DEFAULT" and name not in tags:
+        tag_names = [t.split(".", 1)[1] for t in tags]
+        raise ValueError(
+            f"backbone.weights={weights!r} is not a pretrained tag of timm {architecture!r}; "
+            f"use one of {tag_names or 'none (it has no pretrained weights)'}."
+            f"{close_matches(weights, tag_names)}"
+        )
+    if not tags:
+        raise ValueError(
+            f"timm has no pretrained weights for {architecture!r} (backbone.architecture); pick "
+            "one listed by timm.list_pretrained(), or backbone.source=none to train from scratch."
+        )
     try:
         model = timm.create_model(name, pretrained=True)
-    except Exception as err:  # hub errors come in many classes; all mean "not available here"
-        raise FileNotFoundError(_offline_message(name, "timm / Hugging Face hub", None)) from err
+    except Exception as err:
+        if is_network_failure(err):
+            raise FileNotFoundError(
+                _offline_message(name, "timm / Hugging Face hub", None)
+            ) from err
+        raise RuntimeError(
+            f"timm could not load pretrained weights for {name!r} "
+            f"(backbone.architecture / backbone.weights): {type(err).__name__}: {err}"
+        ) from err
     return model, "timm", architecture, weights
 
 

@@ -4,6 +4,7 @@ protocol, their composition from ``finetune.regularizer``, and DELTA's channel a
 from ft_pipelines.core.regularizers.attention import (
     ATTENTION_COLUMNS,
     attention_from_frame,
+    check_delta_can_train,
     delta_attention,
     delta_channel_attention,
     delta_layers,
@@ -33,6 +34,7 @@ __all__ = [
     "Regularizer",
     "attention_from_frame",
     "build_regularizer",
+    "check_delta_can_train",
     "delta_attention",
     "delta_channel_attention",
     "delta_layers",

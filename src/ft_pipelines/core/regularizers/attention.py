@@ -209,6 +209,20 @@ def trainable_blocks(model: nn.Module) -> list[str]:
             if any(p.requires_grad for p in model.get_submodule(b).parameters())]
 
 
+def check_delta_can_train(model: nn.Module, regularizer: dict) -> None:
+    """DELTA keeps the feature maps of the blocks being fine-tuned near the pretrained ones; when
+    only the head trains (``head_only``) no map can move, so refuse rather than fail mid-epoch."""
+    if regularizer.get("name") != "delta" or trainable_blocks(model):
+        return
+    raise ValueError(
+        "finetune.regularizer.name='delta' needs trainable backbone blocks: DELTA regularises "
+        "the feature maps of the blocks being fine-tuned, but this plan trains only the "
+        "classifier head (no block is trainable). Fix: finetune.regularizer.name: l2 (or none) "
+        "for head-only training, or a strategy that trains blocks (strategy.override: "
+        "partial_finetune)."
+    )
+
+
 def delta_layers(model: nn.Module) -> list[str]:
     return trainable_blocks(model) or list(model.backbone_cfg.layout.blocks[-1:])
 

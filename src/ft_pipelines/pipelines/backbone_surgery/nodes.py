@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 from torch import nn
 
-from ft_pipelines.core.models import apply_surgery, surgery_summary
+from ft_pipelines.core.models import apply_surgery, record_training_data, surgery_summary
 from ft_pipelines.params import SurgeryParams
 
 
@@ -21,4 +21,5 @@ def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_name
     model = apply_surgery(copy.deepcopy(pretrained_model), len(class_names),
                           finetune_plan["trainable_blocks"], finetune_plan["drop_last_blocks"],
                           finetune_plan["reinitialize"], surgery.seed)
+    record_training_data(model, class_names=class_names)  # the head is for these classes
     return model, surgery_summary(model)

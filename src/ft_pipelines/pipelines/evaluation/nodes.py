@@ -8,12 +8,15 @@ from torch import nn
 
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.evaluation import evaluate_models, render_report
+from ft_pipelines.core.models import check_model_fits_data
 from ft_pipelines.params import EvaluationParams
 
 
 def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_model: nn.Module,
              images: pd.DataFrame, class_names: list[str], evaluation: EvaluationParams,
              decode_cache_dir: str | None) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
+    for name, model in (("finetuned_model", finetuned_model), ("pruned_model", pruned_model)):
+        check_model_fits_data(model, images, class_names, model_name=name)
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,

@@ -10,6 +10,7 @@ from torch import nn
 
 from ft_pipelines.core.data import decode_cache_key, split_image_data
 from ft_pipelines.core.evaluation import learning_curves
+from ft_pipelines.core.models import check_model_fits_data, record_training_data
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
 from ft_pipelines.params import FinetuneParams, PruningParams
@@ -18,6 +19,7 @@ from ft_pipelines.params import FinetuneParams, PruningParams
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
           pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None
           ) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
+    check_model_fits_data(finetuned_model, images, model_name="finetuned_model")
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     settings = pruning.model_dump()
@@ -30,4 +32,4 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
                                                  checkpoint_dir)
-    return model, summary, history, learning_curves(history)
+    return record_training_data(model, images), summary, history, learning_curves(history)

@@ -10,7 +10,12 @@ from torch import nn
 
 from ft_pipelines.core.data import decode_cache_key, split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import learning_curves
-from ft_pipelines.core.regularizers import ATTENTION_COLUMNS, delta_attention
+from ft_pipelines.core.models import check_model_fits_data, record_training_data
+from ft_pipelines.core.regularizers import (
+    ATTENTION_COLUMNS,
+    check_delta_can_train,
+    delta_attention,
+)
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import run_fingerprint
 from ft_pipelines.params import FinetuneParams
@@ -20,8 +25,10 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
                             finetune: FinetuneParams, decode_cache_dir: str | None
                             ) -> pd.DataFrame:
     """DELTA's per-channel weights; an empty table when the regulariser is not DELTA."""
-    overrides = finetune.regularizer.model_dump()
-    if resolve_regularizer(finetune_plan, overrides)["name"] != "delta":
+    check_model_fits_data(surgered_model, images, model_name="surgered_model")
+    regularizer = resolve_regularizer(finetune_plan, finetune.regularizer.model_dump())
+    check_delta_can_train(surgered_model, regularizer)
+    if regularizer["name"] != "delta":
         return pd.DataFrame(columns=ATTENTION_COLUMNS)
     size = surgered_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
@@ -33,6 +40,7 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
              delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None
              ) -> tuple[nn.Module, pd.DataFrame, Figure]:
     """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
+    check_model_fits_data(surgered_model, images, model_name="surgered_model")
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     settings = finetune.model_dump()
@@ -43,4 +51,4 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
     model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
                                     delta_attention, checkpoint_dir)
-    return model, history, learning_curves(history)
+    return record_training_data(model, images), history, learning_curves(history)

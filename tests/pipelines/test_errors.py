@@ -1,0 +1,108 @@
+"""Bad input through ``kedro run``: each case either works (and says what it did) or stops with a
+message naming the file or parameter and the fix (issue 11, points 6 and 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ft_pipelines.core.models import save_model_file
+from ft_pipelines.core.models.artifact import SPEC_KEY
+from tests.pipelines.conftest import kedro_cli, latest, run_pipelines, squeezed
+
+
+def _noise_png(path: bytes | Path, seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(os.fsdecode(path), format="PNG")
+
+
+def _image_folder(root: Path, per_class: int = 6) -> Path:
+    for n, name in enumerate(("cats", "dogs")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            _noise_png(root / name / f"{i}.png", seed=100 * n + i)
+    return root
+
+
+def test_non_utf8_file_names_and_animated_gifs_are_ingested_with_warnings(project, tmp_path):
+    root = _image_folder(tmp_path / "photos")
+    _noise_png(os.fsencode(root) + b"/cats/caf\xe9.png", seed=7)
+    frames = [Image.new("RGB", (16, 16), c) for c in ("red", "green", "blue")]
+    frames[0].save(root / "dogs" / "waving.gif", save_all=True, append_images=frames[1:])
+    result = kedro_cli(project, "--pipelines=data_ingestion",
+                       f"--params=ingestion.source=image_folder,ingestion.path={root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = squeezed(result.stdout + result.stderr)
+    assert "WARNING" in output
+    assert squeezed("are not valid UTF-8") in output and "caf\\xe9.png" in output
+    assert squeezed("Skipping 1 files in") in output and "waving.gif" in output
+    table = pd.read_parquet(latest(project, "03_primary/images.parquet"))
+    assert len(table) == 13 and str(root / "cats" / "caf\\xe9.png") in set(table["origin"])
+
+
+def _error(result) -> str:
+    """The exception line(s) at the end of a failed run, without the traceback's source lines."""
+    output = result.stdout + result.stderr
+    return squeezed(output[output.rindex("Error: "):])
+
+
+def test_a_parquet_path_that_is_a_text_file_is_explained(project, tmp_path):
+    # (a folder without .parquet files: tests/core/data/test_source_errors.py)
+    path = tmp_path / "images.parquet"
+    path.write_text("image,label\n1,2\n")
+    result = kedro_cli(project, "--pipelines=data_ingestion",
+                       f"--params=ingestion.source=parquet,ingestion.path={path}")
+    assert result.returncode != 0
+    output = _error(result)
+    expected = "is a file holding data that is not a readable Parquet table"
+    assert squeezed(f"ingestion.path {str(path)!r} {expected}") in output, output[-3000:]
+    assert squeezed("expects ingestion.path to be a .parquet file") in output
+
+
+def test_an_unknown_torchvision_architecture_is_blamed_on_the_architecture(project):
+    result = kedro_cli(project, "--pipelines=pretrained_backbone",
+                       "--params=backbone.source=torchvision,backbone.architecture=resnet1B")
+    assert result.returncode != 0
+    output = _error(result)
+    assert squeezed("Unknown torchvision architecture 'resnet1B' (backbone.architecture)") \
+        in output, output[-3000:]
+    assert squeezed("Did you mean: resnet18") in output
+    assert "backbone.weights" not in output
+
+
+def test_a_crafted_artifact_is_refused_as_the_starting_network(project, tmp_path,
+                                                              bundled_backbone):
+    path = tmp_path / "crafted.safetensors"
+    save_model_file(bundled_backbone, path)
+    with safe_open(str(path), framework="pt") as handle:
+        spec = json.loads(handle.metadata()[SPEC_KEY])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    spec["backbone"]["architecture"] = "hf-hub:attacker/config-only"
+    save_file(tensors, str(path), metadata={SPEC_KEY: json.dumps(spec)})
+    result = kedro_cli(project, "--pipelines=pretrained_backbone",
+                       f"--params=backbone.source=artifact,backbone.path={path}")
+    assert result.returncode != 0
+    output = squeezed(result.stdout + result.stderr)
+    assert squeezed(f"{path}: refusing to load this model artifact") in output, output[-3000:]
+    assert squeezed("'hf-hub:attacker/config-only' (backbone.architecture)") in output
+
+
+def test_delta_with_head_only_training_names_the_parameter_and_the_fix(project):
+    run_pipelines(project, ["data_ingestion", "pretrained_backbone", "similarity_analysis",
+                            "strategy_selection", "backbone_surgery"],
+                  **{"strategy.override": "head_only", "similarity.max_images": 40})
+    result = kedro_cli(project, "--pipelines=regularized_finetuning",
+                       "--params=finetune.regularizer.name=delta")
+    assert result.returncode != 0
+    output = _error(result)
+    assert "nofeaturemaps" not in output  # the old RuntimeError from inside the trainer
+    assert squeezed("finetune.regularizer.name='delta' needs trainable backbone blocks") \
+        in output, output[-3000:]
+    assert squeezed("Fix: finetune.regularizer.name: l2 (or none)") in output
