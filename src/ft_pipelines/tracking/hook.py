@@ -142,6 +142,10 @@ class MlflowTrackingHook(MlflowHook):
 
     def _setup(self, context: Any) -> None:
         """kedro-mlflow's setup, with a relative ``sqlite:///`` store pinned to the project."""
+        # an earlier session in this process that was interrupted (KeyboardInterrupt skips the
+        # error hooks) left its run active: close it, or this session would log into it
+        while mlflow.active_run() is not None:
+            mlflow.end_run(status="KILLED")
         self._pinned_config(context)
         super().after_context_created(context)
 
