@@ -119,7 +119,9 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _load_image_folder(root: Path) -> list[ImageRecord]:
+def image_folder_files(path: str | Path | None) -> list[tuple[Path, str]]:
+    """(file, class name) of every image in an ``image_folder`` source, none of them read."""
+    root = _existing_path(path, "image_folder")
     if not root.is_dir():
         raise ValueError(
             f"ingestion.path {str(root)!r} is a file, but ingestion.source 'image_folder' needs "
@@ -134,7 +136,7 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
             f"No class sub-folders in {str(root)!r}: ingestion.source 'image_folder' expects "
             "one sub-folder per class (e.g. cats/*.jpg, dogs/*.jpg)."
         )
-    records: list[ImageRecord] = []
+    listed: list[tuple[Path, str]] = []
     for class_dir in class_dirs:
         files = _class_image_files(class_dir)
         if not files:
@@ -142,9 +144,13 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
                 f"Class folder {str(class_dir)!r} (class {class_dir.name!r}) holds no images with "
                 f"an extension in {sorted(IMAGE_EXTENSIONS)}: add images or remove the folder."
             )
-        records.extend(ImageRecord(f.read_bytes(), class_dir.name, str(f)) for f in files)
-    logger.info("Loaded %d image files in %d classes from %s", len(records), len(class_dirs), root)
-    return records
+        listed.extend((f, class_dir.name) for f in files)
+    logger.info("Found %d image files in %d classes in %s", len(listed), len(class_dirs), root)
+    return listed
+
+
+def _load_image_folder(root: Path) -> list[ImageRecord]:
+    return [ImageRecord(f.read_bytes(), name, str(f)) for f, name in image_folder_files(root)]
 
 
 def _log_ignored(names: list[str], what: str) -> None:
