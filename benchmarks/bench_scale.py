@@ -94,7 +94,7 @@ def child_pipelines(args: argparse.Namespace) -> dict[str, Any]:
 
     from tests.project_copy import copy_project
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     copy_project(work)
@@ -131,7 +131,7 @@ def child_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
     from ft_pipelines.core.utils import head_parameter_names
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     table_file = max((work / "data/ci/03_primary/images.parquet").iterdir()) / "images.parquet"
     table = pd.read_parquet(table_file)
     splits = split_image_data(table, args.size, work / "decoded")
