@@ -180,8 +180,9 @@ def measure(phase: str, folder: Path, work: Path, args: argparse.Namespace) -> d
 
 
 def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
-    folder = make_folder(Path(args.root) / f"images_{count}", count)
-    work = Path(args.root) / f"work_{count}"
+    root = Path(args.root).resolve()  # the children change directory
+    folder = make_folder(root / f"images_{count}", count)
+    work = root / f"work_{count}"
     row: dict[str, Any] = {"images": count, "folder_bytes": folder_bytes(folder)}
     for phase in args.phases:
         result = measure(phase, folder, work, args)
