@@ -212,6 +212,13 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         worst = max(abs(r["pipelines"]["ingestion_seconds_per_1000"] / base - 1) for r in rows)
         result["ingestion_time_per_1000_within_20pct"] = worst <= TIME_TOLERANCE
         result["ingestion_time_per_1000_max_deviation"] = round(worst, 3)
+    if "pipelines" in first and len(rows) >= 3:
+        # fixed costs cancel in differences: the added seconds per added 1,000 images
+        marginal = [1000 * (b["pipelines"]["seconds"] - a["pipelines"]["seconds"])
+                    / (b["images"] - a["images"]) for a, b in zip(rows, rows[1:], strict=False)]
+        result["pipelines_marginal_seconds_per_1000"] = [round(m, 3) for m in marginal]
+        result["pipelines_marginal_within_20pct"] = bool(
+            max(abs(m / marginal[0] - 1) for m in marginal) <= TIME_TOLERANCE)
     if "pipelines" in first:
         ratio = rows[-1]["pipelines"]["peak_rss_mb"] / first["pipelines"]["peak_rss_mb"]
         result["pipelines_rss_ratio_largest_vs_smallest"] = round(ratio, 3)
