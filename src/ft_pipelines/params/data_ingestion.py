@@ -40,6 +40,8 @@ class IngestionParams(Schema):
     on_bad_image: Literal["error", "skip"] = "error"
     on_duplicate: Literal["error", "skip"] = "error"
     decode_cache_dir: str | None = "data/05_model_input/decoded"
+    # image_folder larger than this (MiB): the images table becomes a manifest (paths + sha256)
+    embed_bytes_max_mb: float = Field(default=512, gt=0)
 
     @model_validator(mode="after")
     def _check_combinations(self) -> IngestionParams:

@@ -35,7 +35,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode_one(image_bytes: bytes, size: int) -> np.ndarray:
+def decode_one(image_bytes: bytes, size: int) -> np.ndarray:
+    """Encoded bytes -> uint8 [size, size, 3] (RGB, EXIF-oriented, bilinear resize)."""
     with Image.open(io.BytesIO(image_bytes)) as opened:
         rgb = _to_rgb(ImageOps.exif_transpose(opened))  # camera JPEGs: honour orientation
         if rgb.size != (size, size):
@@ -60,7 +61,7 @@ def decode_images(
     show_bar = progress and len(table) >= PROGRESS_MIN_ROWS
     rows = tqdm(table["image"].tolist(), desc=f"decode {size}px", unit="img", disable=not show_bar)
     for index, image_bytes in enumerate(rows):
-        pixels[index] = _decode_one(image_bytes, size)
+        pixels[index] = decode_one(image_bytes, size)
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor(table["label"].to_numpy(dtype=np.int64, copy=True), dtype=torch.int64)
     return images, labels

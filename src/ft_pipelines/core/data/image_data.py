@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,16 +10,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ft_pipelines.core.data.decoding import cached_decode, decode_images
+from ft_pipelines.core.data.decoding import (
+    cached_decode,
+    decode_cache_key,
+    decode_images,
+)
+from ft_pipelines.core.data.manifest import is_manifest
+from ft_pipelines.core.data.shards import MappedImages, decode_to_shards
 from ft_pipelines.core.data.sources import load_records
 from ft_pipelines.core.data.validation import validate_records
 
 
 @dataclass
 class ImageData:
-    """Decoded images (uint8 [N, 3, H, W]) and their int64 labels [N]."""
+    """Decoded images (uint8 [N, 3, H, W]) and their int64 labels [N].
 
-    images: torch.Tensor
+    ``images`` is a tensor, or for a manifest table a ``MappedImages`` (on-disk shards): both
+    answer ``len``, slices and index tensors with a uint8 tensor of those rows.
+    """
+
+    images: torch.Tensor | MappedImages
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -27,15 +38,33 @@ class ImageData:
 
 def split_image_data(table: pd.DataFrame, size: int, cache_dir: str | Path | None
                      ) -> dict[str, ImageData]:
-    """Decode the ``images`` table once (cached on disk) and cut it by split."""
+    """Decode the ``images`` table once (cached on disk) and cut it by split.
+
+    A manifest table decodes into on-disk shards (its files hash-checked first), and each split
+    is a view of them: no whole-data tensor in RAM.
+    """
+    splits = table["split"].to_numpy()
+    if is_manifest(table):
+        images = _manifest_shards(table, size, cache_dir)
+        labels = torch.tensor(table["label"].to_numpy(dtype=np.int64, copy=True))
+        return {name: ImageData(images.take(np.flatnonzero(splits == name)),
+                                labels[torch.from_numpy(splits == name)])
+                for name in ("train", "val", "test")}
     if cache_dir:
         images, labels = cached_decode(table, size, cache_dir)
     else:
         images, labels = decode_images(table, size)
-    splits = table["split"].to_numpy()
     return {name: ImageData(images[torch.from_numpy(splits == name)],
                             labels[torch.from_numpy(splits == name)])
             for name in ("train", "val", "test")}
+
+
+def _manifest_shards(table: pd.DataFrame, size: int, cache_dir: str | Path | None
+                     ) -> MappedImages:
+    # without a cache folder the shards still go to disk (a temporary one): RAM stays bounded
+    directory = Path(cache_dir).expanduser() if cache_dir else Path(tempfile.mkdtemp())
+    key = decode_cache_key(table, size)
+    return decode_to_shards(table, int(size), directory / f"decoded_{int(size)}px_{key[:24]}")
 
 
 def stratified_subset(data: ImageData, max_images: int | None, seed: int) -> ImageData:

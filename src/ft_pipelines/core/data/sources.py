@@ -120,7 +120,9 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _load_image_folder(root: Path) -> list[ImageRecord]:
+def image_folder_files(path: str | Path | None) -> list[tuple[Path, str]]:
+    """(file, class name) of every image in an ``image_folder`` source, none of them read."""
+    root = _existing_path(path, "image_folder")
     if not root.is_dir():
         raise ValueError(
             f"ingestion.path {str(root)!r} is a file, but ingestion.source 'image_folder' needs "
@@ -141,8 +143,7 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
             f"No class sub-folders in {str(root)!r}: ingestion.source 'image_folder' expects "
             "one sub-folder per class (e.g. cats/*.jpg, dogs/*.jpg)."
         )
-    records: list[ImageRecord] = []
-    read: list[Path] = []
+    listed: list[tuple[Path, str]] = []
     for class_dir in class_dirs:
         files = _class_image_files(class_dir)
         if not files:
@@ -152,11 +153,15 @@ def _load_image_folder(root: Path) -> list[ImageRecord]:
                 "remove the folder."
             )
         label = _utf8(class_dir.name)
-        records.extend(ImageRecord(f.read_bytes(), label, _utf8(str(f))) for f in files)
-        read.extend(files)
-    _warn_undecodable_names([*class_dirs, *read], root)
-    logger.info("Loaded %d image files in %d classes from %s", len(records), len(class_dirs), root)
-    return records
+        listed.extend((f, label) for f in files)
+    _warn_undecodable_names([*class_dirs, *(f for f, _ in listed)], root)
+    logger.info("Found %d image files in %d classes in %s", len(listed), len(class_dirs), root)
+    return listed
+
+
+def _load_image_folder(root: Path) -> list[ImageRecord]:
+    return [ImageRecord(f.read_bytes(), label, _utf8(str(f)))
+            for f, label in image_folder_files(root)]
 
 
 def _utf8(name: str) -> str:

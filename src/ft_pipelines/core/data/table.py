@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ft_pipelines.core.data.manifest import MANIFEST_COLUMNS
 from ft_pipelines.core.data.sources import MAX_LISTED, ImageRecord, image_id_of
 from ft_pipelines.core.data.validation import listing
 
@@ -43,6 +44,7 @@ def build_images_table(
     min_per_class: int = 2,
     on_duplicate: str = "error",
     bad_images: pd.DataFrame | None = None,
+    embed_bytes: bool = True,
 ) -> tuple[pd.DataFrame, list[str], dict]:
     """Split validated records per class and return the ``images`` table, class names, profile.
 
@@ -54,6 +56,8 @@ def build_images_table(
     ``on_duplicate``: identical images in different splits raise (``error``); ``skip`` keeps
     the first copy (smallest origin) of every duplicate group before splitting.
     ``bad_images`` is the report from ``validate_records``, counted in the profile.
+    ``embed_bytes=False`` builds a manifest (see ``manifest``): ``image`` null, plus ``sha256``
+    and ``file_bytes``; records are then read one at a time (``FileRecord``).
     """
     fractions = _checked_split_fractions(split_fractions)
     _check_table_options(max_per_class, min_per_class, on_duplicate)
@@ -77,7 +81,8 @@ def build_images_table(
     split_of = _assign_splits(by_class, fractions, seed)
     duplicates_found = _check_duplicates(ordered, ids, split_of, on_duplicate)
     table = _table_rows(
-        [r for name in class_names for r in by_class[name]], class_names, ids, split_of
+        [r for name in class_names for r in by_class[name]], class_names, ids, split_of,
+        embed_bytes,
     )
     profile = _dataset_profile(table, class_names, fractions, seed)
     profile["duplicates_found"] = duplicates_found + len(skipped_duplicates)
@@ -241,14 +246,14 @@ def _check_duplicates(
     return sum(len(origins) - 1 for origins in duplicate_groups)
 
 
-def _image_header(record: ImageRecord) -> tuple[int, int, int, str]:
+def _image_header(image_bytes: bytes, origin: str) -> tuple[int, int, int, str]:
     """(width, height, channels, mode) from the image header; no pixel decoding."""
     try:
-        with Image.open(io.BytesIO(record.image_bytes)) as image:
+        with Image.open(io.BytesIO(image_bytes)) as image:
             return image.width, image.height, len(image.getbands()), image.mode
     except Exception as error:
         raise ValueError(
-            f"Cannot read image {record.origin}: {error}. Run validate_records first "
+            f"Cannot read image {origin}: {error}. Run validate_records first "
             "(ingestion.on_bad_image) to find or skip unreadable images."
         ) from error
 
@@ -258,15 +263,19 @@ def _table_rows(
     class_names: list[str],
     ids: dict[str, str],
     split_of: dict[str, str],
+    embed_bytes: bool = True,
 ) -> pd.DataFrame:
     label_of = {name: index for index, name in enumerate(class_names)}
     rows = []
     for record in records:
-        width, height, channels, mode = _image_header(record)
+        image_bytes = record.image_bytes  # a FileRecord reads its file here, once per row
+        width, height, channels, mode = _image_header(image_bytes, record.origin)
+        extra = {} if embed_bytes else {"sha256": hashlib.sha256(image_bytes).hexdigest(),
+                                        "file_bytes": len(image_bytes)}
         rows.append(
             {
                 "image_id": ids[record.origin],
-                "image": record.image_bytes,
+                "image": image_bytes if embed_bytes else None,
                 "label": label_of[record.label_name],
                 "label_name": record.label_name,
                 "split": split_of[record.origin],
@@ -275,15 +284,15 @@ def _table_rows(
                 "height": height,
                 "channels": channels,
                 "mode": mode,
+                **extra,
             }
         )
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS + ([] if embed_bytes else MANIFEST_COLUMNS))
     table["split_order"] = table["split"].map({name: i for i, name in enumerate(SPLITS)})
     table = table.sort_values(["split_order", "label", "image_id", "origin"], kind="stable")
     table = table.drop(columns="split_order").reset_index(drop=True)
-    return table.astype(
-        {"label": "int64", "width": "int64", "height": "int64", "channels": "int64"}
-    )
+    integers = ["label", "width", "height", "channels"] + ([] if embed_bytes else ["file_bytes"])
+    return table.astype(dict.fromkeys(integers, "int64"))
 
 
 def _dataset_profile(

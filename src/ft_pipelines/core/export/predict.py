@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 # Ingestion's own helpers, so a file predicts exactly as it would have trained: the same
 # validation (verify + full decode) and the same decoding (EXIF transpose, 16-bit rescale,
 # CMYK/palette -> RGB, antialiased bilinear resize to the model's input size).
-from ft_pipelines.core.data.decoding import _decode_one
+from ft_pipelines.core.data.decoding import decode_one
 from ft_pipelines.core.data.sources import IMAGE_EXTENSIONS, _as_bytes
 from ft_pipelines.core.data.validation import _bad_image_reason
 from ft_pipelines.core.export.runtime import OnnxRunner, softmax
@@ -105,7 +105,7 @@ def decode_for_model(image_bytes: bytes, size: int) -> np.ndarray | str:
     if reason is not None:
         return reason
     try:
-        return _decode_one(image_bytes, size)
+        return decode_one(image_bytes, size)
     except Exception as error:  # Pillow raises many types for odd files
         return f"cannot decode ({type(error).__name__}: {error})"
 

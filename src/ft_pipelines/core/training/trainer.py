@@ -116,7 +116,7 @@ class Trainer:
             # fixed inputs: what the regulariser derives from them (DELTA's reference maps) is
             # computed once, after which it may no longer need the images (see the cache below)
             self.regularizer.precompute_reference(
-                normalise(train.images, cfg.mean, cfg.std).to(self.device)
+                normalise(train.images[:], cfg.mean, cfg.std).to(self.device)
             )
         if (
             augment is None
