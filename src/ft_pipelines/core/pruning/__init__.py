@@ -5,7 +5,11 @@ from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random
 from ft_pipelines.core.pruning.gates import ChannelGates, frozen_eval, taylor_scores, train_gates
 from ft_pipelines.core.pruning.graph import build_dependency_graph, prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
-from ft_pipelines.core.pruning.structural import TableImportance, prune_by_importance
+from ft_pipelines.core.pruning.structural import (
+    TableImportance,
+    channel_floors,
+    prune_by_importance,
+)
 from ft_pipelines.core.pruning.transtailor import (
     IMPORTANCE_METHODS,
     importance_strength,
@@ -18,6 +22,7 @@ __all__ = [
     "ChannelGates",
     "TableImportance",
     "build_dependency_graph",
+    "channel_floors",
     "channel_groups",
     "feeding_convs",
     "frozen_eval",
