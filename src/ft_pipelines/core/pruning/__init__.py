@@ -12,15 +12,18 @@ from ft_pipelines.core.pruning.structural import (
 )
 from ft_pipelines.core.pruning.transtailor import (
     IMPORTANCE_METHODS,
+    back_off,
     importance_strength,
     prune_and_finetune,
     score_channels,
+    validation_top1,
 )
 
 __all__ = [
     "IMPORTANCE_METHODS",
     "ChannelGates",
     "TableImportance",
+    "back_off",
     "build_dependency_graph",
     "channel_floors",
     "channel_groups",
@@ -36,4 +39,5 @@ __all__ = [
     "score_channels",
     "taylor_scores",
     "train_gates",
+    "validation_top1",
 ]
