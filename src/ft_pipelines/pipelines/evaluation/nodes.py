@@ -7,18 +7,30 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ft_pipelines.core.data import split_image_data
-from ft_pipelines.core.evaluation import evaluate_models, render_report
+from ft_pipelines.core.evaluation import (
+    comparison_table,
+    evaluate_models,
+    mark_not_recommended,
+    render_report,
+)
 from ft_pipelines.params import EvaluationParams
 
 
 def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_model: nn.Module,
-             images: pd.DataFrame, class_names: list[str], evaluation: EvaluationParams,
-             decode_cache_dir: str | None) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
+             pruning_summary: dict, images: pd.DataFrame, class_names: list[str],
+             evaluation: EvaluationParams, decode_cache_dir: str | None
+             ) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
-    return evaluate_models(models, splits, class_names, evaluation.model_dump())
+    results, _, figures = evaluate_models(models, splits, class_names, evaluation.model_dump())
+    if pruning_summary.get("accepted") is False:
+        mark_not_recommended(results, "pruned", (
+            f"{pruning_summary['val_drop_points']:.2f} validation top-1 points below the "
+            f"fine-tuned model after {len(pruning_summary['attempts'])} pruning attempts "
+            f"(limit {pruning_summary['max_val_drop']})"))
+    return results, comparison_table(results), figures
 
 
 def write_report(finetune_plan: dict, evaluation_metrics: dict, pruning_summary: dict,
