@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ft_pipelines.core.evaluation import (
     comparison_table,
+    flag_rejected_pruning,
     mark_not_recommended,
     render_report,
     ship_recommendation,
@@ -80,3 +81,14 @@ def test_report_is_generic_and_ends_with_the_recommendation() -> None:
     table = comparison_table(rows)
     assert table.loc[table.model == "pixels_svc", "recommended"].item() is False
     assert table.loc[table.model == "finetuned_onnx", "latency_ms"].isna().item()
+
+
+def test_rejected_pruning_flags_the_pruned_rows_only_when_rejected() -> None:
+    rows = results()
+    flag_rejected_pruning(rows, {"accepted": True})
+    assert ship_recommendation(rows)["model"] == "pruned"
+    flag_rejected_pruning(rows, {"accepted": False, "val_drop_points": 80.0, "max_val_drop": 2.0,
+                                 "attempts": [{}, {}, {}]}, rows=("pruned", "pruned_onnx"))
+    assert rows["pruned"]["recommended"] is False
+    assert "80.00 validation top-1 points" in rows["pruned"]["not_recommended_reason"]
+    assert ship_recommendation(rows)["model"] == "finetuned"

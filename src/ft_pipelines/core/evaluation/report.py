@@ -40,6 +40,19 @@ def mark_not_recommended(results: dict[str, Any], name: str, reason: str) -> Non
     results[name]["not_recommended_reason"] = reason
 
 
+def flag_rejected_pruning(results: dict[str, Any], pruning: dict[str, Any],
+                          rows: tuple[str, ...] = ("pruned",)) -> None:
+    """Flag the pruned model's rows not recommended when the back-off ended above the limit."""
+    if pruning.get("accepted") is not False:
+        return
+    reason = (f"{pruning['val_drop_points']:.2f} validation top-1 points below the fine-tuned "
+              f"model after {len(pruning['attempts'])} pruning attempts (limit "
+              f"{pruning['max_val_drop']})")
+    for name in rows:
+        if name in results:
+            mark_not_recommended(results, name, reason)
+
+
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                     class_names: list[str], params: dict[str, Any]
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:

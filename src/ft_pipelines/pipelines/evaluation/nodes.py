@@ -10,7 +10,7 @@ from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.evaluation import (
     comparison_table,
     evaluate_models,
-    mark_not_recommended,
+    flag_rejected_pruning,
     render_report,
 )
 from ft_pipelines.params import EvaluationParams
@@ -25,11 +25,7 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
     results, _, figures = evaluate_models(models, splits, class_names, evaluation.model_dump())
-    if pruning_summary.get("accepted") is False:
-        mark_not_recommended(results, "pruned", (
-            f"{pruning_summary['val_drop_points']:.2f} validation top-1 points below the "
-            f"fine-tuned model after {len(pruning_summary['attempts'])} pruning attempts "
-            f"(limit {pruning_summary['max_val_drop']})"))
+    flag_rejected_pruning(results, pruning_summary)
     return results, comparison_table(results), figures
 
 
