@@ -19,6 +19,8 @@ import copy
 import json
 import logging
 import platform
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,27 @@ from ft_pipelines.core.utils import classifier_name, count_macs_params
 logger = logging.getLogger("pruning_speed")
 
 
-def _timings(model: nn.Module, size: int, runs: int, batch: int) -> dict[str, float]:
+def _cpu_clock_ms(model: nn.Module, batch: torch.Tensor, runs: int) -> float:
+    """Median process CPU time of one forward pass: with one thread, a busy machine's stand-in
+    for wall time on an idle core (other processes do not count, cache sharing still does)."""
+    timings = []
+    with torch.inference_mode():
+        for index in range(runs + 3):
+            start = time.process_time()
+            model(batch)
+            if index >= 3:  # warm-up
+                timings.append((time.process_time() - start) * 1000.0)
+    return statistics.median(timings)
+
+
+def _timings(model: nn.Module, size: int, runs: int, batch: int, cpu_clock: bool = False
+             ) -> dict[str, float]:
+    if runs == 0:  # --runs 0: structure only (MACs, params), e.g. on a busy machine
+        return {"latency_ms": float("nan"), "throughput": float("nan")}
+    if cpu_clock:
+        many_ms = _cpu_clock_ms(model, torch.randn(batch, 3, size, size), max(3, runs // 10))
+        return {"latency_ms": _cpu_clock_ms(model, torch.randn(1, 3, size, size), runs),
+                "throughput": batch / (many_ms / 1000.0)}
     shape = (3, size, size)
     latency = measure_latency(model, shape, 1, warmup=10, runs=runs)["median_ms"]
     throughput = measure_throughput(model, shape, batch, warmup=2, runs=max(3, runs // 10))
@@ -61,7 +83,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     example = torch.randn(1, 3, size, size)
     macs, params = count_macs_params(model, example)
     base = {"variant": "fine-tuned", "ratio": 0.0, "round_to": None, "macs": macs,
-            "params": params, **_timings(model, size, args.runs, args.batch)}
+            "params": params, **_timings(model, size, args.runs, args.batch, args.cpu_clock)}
     rows = [base]
     for ratio in args.ratios:
         for round_to in args.round_to:
@@ -69,7 +91,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                       args.min_feature_channels)
             rows.append({"variant": "pruned", "ratio": ratio, "round_to": round_to,
                          "macs": summary["macs_after"], "params": summary["params_after"],
-                         **_timings(pruned, size, args.runs, args.batch)})
+                         **_timings(pruned, size, args.runs, args.batch, args.cpu_clock)})
             logger.info("%s", rows[-1])
     for row in rows:
         row["macs_x"] = row["macs"] / base["macs"]
@@ -79,8 +101,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    lines = [f"Input {args.input_note}; {args.threads} threads; {platform.processor() or 'CPU'};"
-             f" latency = median of {args.runs} batch-1 passes, throughput at batch "
+    clock = "process CPU time" if args.cpu_clock else "wall clock"
+    lines = [f"Input {args.input_note}; {args.threads} threads; {platform.machine()}; {clock}; "
+             f"latency = median of {args.runs} batch-1 passes, throughput at batch "
              f"{args.batch}.", "",
              "| model | MACs ratio target | round_to | MMACs | MACs x | latency b1 (ms) | "
              "latency x | throughput (img/s) | throughput x |",
@@ -102,8 +125,10 @@ def main() -> None:
     parser.add_argument("--max-layer-ratio", type=float, default=0.75)
     parser.add_argument("--min-feature-channels", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=50, help="0: no timing, MACs only")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--cpu-clock", action="store_true",
+                        help="time by process CPU time (use with --threads 1 on a busy machine)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--input-note", default="the demo's fine-tuned EfficientNet-Lite0, 96 px")
