@@ -30,7 +30,13 @@ from torch import nn
 
 from ft_pipelines.core.evaluation import measure_latency, measure_throughput
 from ft_pipelines.core.models import load_model_file, newest_artifact
-from ft_pipelines.core.pruning import prune_by_importance
+from ft_pipelines.core.pruning import (
+    channel_groups,
+    importance_table,
+    l1_scores,
+    prunable_bn_layers,
+    prune_by_importance,
+)
 from ft_pipelines.core.utils import classifier_name, count_macs_params
 
 logger = logging.getLogger("pruning_speed")
@@ -78,9 +84,15 @@ def _pruned(model: nn.Module, table: pd.DataFrame, ratio: float, round_to: int |
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     torch.set_num_threads(args.threads)
     model = load_model_file(newest_artifact(args.model)).eval()
-    table = pd.read_parquet(args.importance)
     size = model.backbone_cfg.input_size
     example = torch.randn(1, 3, size, size)
+    if args.importance == "l1":  # no table at hand: rank by BN scale magnitude
+        layers = prunable_bn_layers(model)
+        classifier = model.get_submodule(classifier_name(model))
+        table = importance_table(l1_scores(model, layers), None,
+                                 channel_groups(model, example, layers, [classifier]))
+    else:
+        table = pd.read_parquet(args.importance)
     macs, params = count_macs_params(model, example)
     base = {"variant": "fine-tuned", "ratio": 0.0, "round_to": None, "macs": macs,
             "params": params, **_timings(model, size, args.runs, args.batch, args.cpu_clock)}
@@ -118,7 +130,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="fine-tuned model artifact (file/folder)")
-    parser.add_argument("--importance", required=True, help="channel_importance parquet")
+    parser.add_argument("--importance", required=True,
+                        help="channel_importance parquet of this model, or 'l1'")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.35, 0.5])
     parser.add_argument("--round-to", nargs="+", default=["none", "8", "16"],
                         type=lambda v: None if v.lower() in ("none", "null") else int(v))

@@ -59,6 +59,7 @@ def test_nothing_to_ship_when_every_row_is_flagged() -> None:
 def test_report_is_generic_and_ends_with_the_recommendation() -> None:
     rows = results()
     rows["finetuned_onnx"] = {"top1": 0.97, "n_samples": 100}  # no cost measured at all
+    rows["pixels_svc"]["top1"] = 0.99
     plan = {"strategy": "partial_finetune", "decided_by": "matrix", "reasons": ["small"],
             "regularizer": "l2sp", "trainable_blocks": 3, "epochs": 5}
     pruning = {"importance": "taylor_gate", "target": "macs", "ratio": 0.35,
@@ -74,10 +75,12 @@ def test_report_is_generic_and_ends_with_the_recommendation() -> None:
     assert "| 2 | 0.175 | 0.80x | 96.00% | 3.00 | yes |" in report
     assert "do not ship it" in report
     assert "fine-tuning did NOT clearly beat the cheap alternatives" not in report
-    assert "fine-tuning did NOT beat the cheap alternatives" in report  # pixels_svc 98.5%
+    assert "fine-tuning did NOT beat the cheap alternatives" in report  # pixels_svc 99%
     ship_section = report.split("## Which model to ship")[1]
     assert "**`pruned`**" in ship_section and "throughput at batch 64" in ship_section
     assert "`pruned_int8`: int8 lost 1.5 points" in ship_section
+    assert "Caution: the reference `pixels_svc` reaches 99.00%, 1.50 points more" in ship_section
+    assert "| pixels_svc | 99.00% | n/a | 0.9850 | 0.0100 | 1,000 | 2.0 |" in report
     table = comparison_table(rows)
     assert table.loc[table.model == "pixels_svc", "recommended"].item() is False
     assert table.loc[table.model == "finetuned_onnx", "latency_ms"].isna().item()

@@ -144,6 +144,12 @@ def _number(value: float | None, fmt: str, scale: float = 1.0) -> str:
     return "n/a" if value is None else format(value / scale, fmt)
 
 
+def _mmacs(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1e6:.1f}" if value >= 1e5 else f"{value / 1e6:.4f}"
+
+
 def _results_table(results: dict[str, Any]) -> list[str]:
     batch = next((r["throughput_batch"] for r in results.values()
                   if r.get("throughput_batch") is not None), None)
@@ -155,7 +161,7 @@ def _results_table(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {_pct(r['top1'])} | {_pct(r.get('top5'))} | "
             f"{_number(r.get('macro_f1'), '.4f')} | {_number(r.get('ece'), '.4f')} | "
-            f"{_number(r.get('params'), ',')} | {_number(r.get('macs'), '.1f', 1e6)} | "
+            f"{_number(r.get('params'), ',.0f')} | {_mmacs(r.get('macs'))} | "
             f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_number(r.get('latency_ms'), '.2f')} | "
             f"{_number(r.get('throughput'), '.0f')} | {ship} |")
     return lines
@@ -227,6 +233,13 @@ def _ship_section(results: dict[str, Any]) -> list[str]:
             f"{_number(chosen.get('latency_ms'), '.2f')} ms at batch 1 and "
             f"{_number(chosen.get('throughput'), '.0f')} img/s. Within 1 point: "
             f"{', '.join(f'`{n}`' for n in ship['within_1_point'])}.")
+        better = {n: r for n, r in results.items()
+                  if n in REFERENCE_ROWS and r["top1"] > chosen["top1"] + SHIP_TOLERANCE}
+        if better:
+            name = max(better, key=lambda n: better[n]["top1"])
+            lines.append(f"\nCaution: the reference `{name}` reaches {_pct(better[name]['top1'])},"
+                         f" {100 * (better[name]['top1'] - chosen['top1']):.2f} points more: on "
+                         "this data the cheap alternative is the better model.")
         if ship["untimed"]:
             lines.append(f"Not timed, so not compared on speed: "
                          f"{', '.join(f'`{n}`' for n in ship['untimed'])}.")
