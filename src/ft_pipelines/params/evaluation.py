@@ -10,6 +10,8 @@ class EvaluationParams(Schema):
     latency_warmup: NonNegativeInt = 10
     throughput_batch: Count = 64
     probe_max_iter: Count = 2000
+    pixel_baselines: bool = True            # rows pixels_logreg / pixels_svc (classical, cheap)
+    pixel_size: Count = 16                  # grey pixels downsampled to pixel_size x pixel_size
 
 
 class LineageParams(Schema):

@@ -149,3 +149,69 @@ def test_bad_arguments_raise_value_error() -> None:
         prune_by_importance(model, table, x, ratio=0.2)
     with pytest.raises(ValueError, match="recompute the table"):
         prune_by_importance(TinyResNet(n_classes=3), table[table.channel < 4], x, ratio=0.2)
+
+
+def collapsing_table(model: nn.Module, x: torch.Tensor, weakest: tuple[str, ...]) -> object:
+    """An importance table whose ``weakest`` layers rank below every other channel, so a global
+    ranking takes them first (set on ``norm_score``: the table normalises raw scores per layer)."""
+    scores = {name: torch.linspace(1.0, 2.0, n) for name, n in
+              (("stem_bn", 8), ("bn1", 16), ("bn2", 8))}
+    table = table_for(model, scores, x, [model.fc])
+    weak = table["layer"].isin(weakest)
+    table.loc[weak, "norm_score"] = 1e-3 * (1 + table.loc[weak, "channel"])
+    return table
+
+
+def test_global_ranking_would_empty_the_classifier_input_but_the_floor_holds() -> None:
+    x = torch.randn(1, 3, 16, 16)
+    unguarded = TinyResNet(n_classes=6).eval()
+    table = collapsing_table(unguarded, x, ("stem_bn", "bn2"))
+    # 24 channel groups: removing 7 takes all but the one pinned channel of the residual group
+    prune_by_importance(unguarded, table, x, ratio=7 / 24)
+    assert unguarded.stem_bn.num_features == 1
+    guarded = TinyResNet(n_classes=6).eval()
+    summary = prune_by_importance(guarded, table, x, ratio=7 / 24, feature_floor=6)
+    assert guarded.stem_bn.num_features == guarded.bn2.num_features == 6
+    assert guarded.bn1.num_features == 16 - 5  # the rest of the budget comes from bn1
+    assert summary["feature_floor"] == 6
+    assert guarded(x).shape == (1, 6)
+
+
+def test_max_layer_ratio_caps_every_layer_within_one_step() -> None:
+    x = torch.randn(1, 3, 16, 16)
+    model = TinyResNet().eval()
+    table = collapsing_table(model, x, ("bn1",))
+    # 24 groups, 12 kept by the floors: removing 9 would take 15 of bn1 without the cap
+    prune_by_importance(model, table, x, ratio=9 / 24, max_layer_ratio=0.5)
+    assert model.bn1.num_features == 8 and model.stem_bn.num_features == 8 - 1
+    with pytest.raises(ValueError, match="max_layer_ratio"):
+        prune_by_importance(TinyResNet().eval(), table, x, ratio=0.6, max_layer_ratio=0.5)
+
+
+def test_round_to_keeps_multiples_and_the_macs_target_on_lite0() -> None:
+    model = lite0()
+    x = torch.randn(1, 3, 32, 32)
+    table = table_for(model, l1_scores(model), x, [model.classifier])
+    summary = prune_by_importance(model, table, x, ratio=0.35, target="macs", round_to=8,
+                                  max_layer_ratio=0.75, feature_floor=10,
+                                  ignored_layers=[model.classifier])
+    changed = {n: c for n, c in summary["layers"].items() if c[0] != c[1]}
+    assert len(changed) > 10
+    assert all(after % 8 == 0 and after >= before // 4 for before, after in changed.values())
+    assert summary["macs_after"] <= 0.65 * summary["macs_before"] + 1
+    assert summary["macs_after"] >= 0.60 * summary["macs_before"]  # hit, not overshot
+    assert model.bn2.num_features >= 16  # feature floor 10, rounded up to 8
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_floors_round_up_and_never_exceed_the_layer() -> None:
+    from ft_pipelines.core.pruning import channel_floors
+
+    model = TinyResNet(n_classes=3).eval()
+    x = torch.randn(1, 3, 16, 16)
+    floors = channel_floors(model, x, [model.stem_bn, model.bn1, model.bn2], max_layer_ratio=0.75,
+                            round_to=8, feature_floor=3)
+    # bn1: 16 * 0.25 = 4 -> 8; stem_bn/bn2 feed fc: max(2, 3) -> 8 = their own count
+    assert floors == {model.stem_bn: 8, model.bn1: 8, model.bn2: 8}
+    floors = channel_floors(model, x, [model.bn1], max_layer_ratio=0.75, round_to=32)
+    assert floors == {model.bn1: 16}  # fewer channels than round_to: never pruned

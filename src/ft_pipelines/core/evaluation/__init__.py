@@ -1,7 +1,19 @@
 """Evaluation: accuracy and calibration metrics, cost (parameters, MACs, size, latency,
-throughput), the side-by-side comparison and its report, and the figures."""
+throughput), the cheap baselines, the side-by-side comparison, which model to ship, the report,
+and the figures."""
 
-from ft_pipelines.core.evaluation.cost import cost_metrics, measure_latency, measure_throughput
+from ft_pipelines.core.evaluation.baselines import (
+    PIXEL_BASELINES,
+    grey_pixels,
+    linear_probe_model,
+    pixel_baselines,
+)
+from ft_pipelines.core.evaluation.cost import (
+    cost_metrics,
+    measure_latency,
+    measure_throughput,
+    timed_calls_ms,
+)
 from ft_pipelines.core.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -14,23 +26,36 @@ from ft_pipelines.core.evaluation.plots import (
     learning_curves,
 )
 from ft_pipelines.core.evaluation.report import (
+    REFERENCE_ROWS,
+    comparison_table,
     evaluate_models,
-    linear_probe_probs,
+    flag_rejected_pruning,
+    mark_not_recommended,
     render_report,
+    ship_recommendation,
 )
 
 __all__ = [
+    "PIXEL_BASELINES",
+    "REFERENCE_ROWS",
     "classification_metrics",
+    "comparison_table",
     "confusion_matrix_figure",
     "cost_metrics",
     "evaluate_models",
     "expected_calibration_error",
+    "flag_rejected_pruning",
     "importance_distribution_figure",
     "layer_divergence_figure",
     "learning_curves",
-    "linear_probe_probs",
+    "grey_pixels",
+    "linear_probe_model",
+    "mark_not_recommended",
     "measure_latency",
     "measure_throughput",
     "predict",
+    "pixel_baselines",
     "render_report",
+    "ship_recommendation",
+    "timed_calls_ms",
 ]

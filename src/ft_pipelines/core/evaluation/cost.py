@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,17 +41,33 @@ def _timed_forward_ms(  # noqa: PLR0917 (the timing settings of both public func
         raise ValueError(f"batch_size and runs must be >= 1, got {batch_size} and {runs}.")
     device = torch.device(device)
     batch = torch.randn((batch_size, *input_size), device=device)
-    timings: list[float] = []
     with preserved_modes(model, training=False), on_device(model, device), torch.inference_mode():
-        for _ in range(warmup):
-            model(batch)
-        _sync(device)
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(batch)
-            _sync(device)
-            timings.append((time.perf_counter() - start) * 1000.0)
+        return timed_calls_ms(lambda: model(batch), warmup, runs, lambda: _sync(device))
+
+
+def timed_calls_ms(call: Callable[[], Any], warmup: int, runs: int,
+                   sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall time in ms of ``runs`` calls after ``warmup`` untimed ones (``sync`` waits for
+    asynchronous work before each clock read): the one timing loop for every kind of model."""
+    for _ in range(warmup):
+        call()
+    sync()
+    timings: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        sync()
+        timings.append((time.perf_counter() - start) * 1000.0)
     return timings
+
+
+def timing_summary(timings_1: list[float], timings_batch: list[float], batch: int
+                   ) -> dict[str, Any]:
+    """Latency at batch 1 (median, 90th percentile) and throughput at ``batch`` from timings."""
+    return {"latency_ms": float(statistics.median(timings_1)),
+            "latency_p90_ms": float(np.percentile(timings_1, 90)),
+            "throughput": batch * len(timings_batch) / (sum(timings_batch) / 1000.0),
+            "throughput_batch": batch}
 
 
 def measure_latency(

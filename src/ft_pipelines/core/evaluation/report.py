@@ -1,75 +1,258 @@
-"""Evaluation on the test split: the linear-probe reference, the fine-tuned and the pruned model,
-with accuracy, calibration and cost side by side, and the report a person reads first."""
+"""Evaluation on the test split: the cheap alternatives (linear probe, classical classifiers on
+pixels), the fine-tuned and the pruned model, with accuracy, calibration and cost side by side,
+the recommendation of which model to ship, and the report a person reads first.
+
+Everything here is generic over the rows of ``evaluation_metrics`` (model name -> metric dict):
+a row may lack size, latency or throughput, and may carry ``recommended: false`` with a
+``not_recommended_reason``; rows added later (an ONNX export, say) need no change here.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.evaluation.baselines import (
+    PIXEL_BASELINES,
+    linear_probe_model,
+    pixel_baselines,
+)
 from ft_pipelines.core.evaluation.cost import cost_metrics
 from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
-from ft_pipelines.core.similarity import extract_features
 
 logger = logging.getLogger(__name__)
 TABLE_COLUMNS = ["top1", "top5", "macro_f1", "ece", "params", "macs", "size_bytes",
-                 "latency_ms", "throughput"]
+                 "latency_ms", "throughput", "recommended", "not_recommended_reason"]
+REFERENCE_ROWS = ("linear_probe", *PIXEL_BASELINES)
+SHIP_TOLERANCE = 0.01  # "within 1 point of the best top-1"
+_REFERENCE_REASON = ("reference for comparison: not exported, so no predict path ships it")
 
 
-def linear_probe_probs(pretrained: nn.Module, train: ImageData, test: ImageData,
-                       max_iter: int = 2000) -> np.ndarray:
-    """Logistic regression on frozen pretrained features: the reference point."""
-    train_f = extract_features(pretrained, train.images, record_bn=False).penultimate
-    test_f = extract_features(pretrained, test.images, record_bn=False).penultimate
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
-    probe.fit(train_f, train.labels.numpy())
-    probs = np.zeros((len(test), int(train.labels.max()) + 1))
-    probs[:, probe.classes_] = probe.predict_proba(test_f)
-    return probs
+def mark_not_recommended(results: dict[str, Any], name: str, reason: str) -> None:
+    """Flag row ``name`` as not to be shipped, with the reason the report prints."""
+    results[name]["recommended"] = False
+    results[name]["not_recommended_reason"] = reason
+
+
+def flag_rejected_pruning(results: dict[str, Any], pruning: dict[str, Any],
+                          rows: tuple[str, ...] = ("pruned",)) -> None:
+    """Flag the pruned model's rows not recommended when the back-off ended above the limit."""
+    if pruning.get("accepted") is not False:
+        return
+    reason = (f"{pruning['val_drop_points']:.2f} validation top-1 points below the fine-tuned "
+              f"model after {len(pruning['attempts'])} pruning attempts (limit "
+              f"{pruning['max_val_drop']})")
+    for name in rows:
+        if name in results:
+            mark_not_recommended(results, name, reason)
 
 
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                     class_names: list[str], params: dict[str, Any]
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
-    """``models``: ``linear_probe`` (the pretrained backbone) and the trained classifiers."""
+    """Score every model on the test split, plus the pixel baselines.
+
+    ``models``: ``linear_probe`` (the *pretrained* backbone: a logistic-regression head is
+    fitted on its frozen features of the training split) and the trained classifiers.
+    """
     test = splits["test"]
     results, figures = {}, {}
     for name, model in models.items():
+        if name == "linear_probe":
+            model = linear_probe_model(model, splits["train"], len(class_names),
+                                       int(params.get("probe_max_iter", 2000)))
         model.eval()
         cfg = model.backbone_cfg
-        if name == "linear_probe":
-            probs = linear_probe_probs(model, splits["train"], test,
-                                       int(params.get("probe_max_iter", 2000)))
-        else:
-            probs = predict(model, test.images, cfg.mean, cfg.std)
+        probs = predict(model, test.images, cfg.mean, cfg.std)
         scores = classification_metrics(probs, test.labels.numpy(), class_names)
         scores.update(cost_metrics(model, params))
         results[name] = scores
-        figures[name] = confusion_matrix_figure(scores["confusion"], class_names,
-                                                f"{name}: test confusion")
         logger.info("%s: top-1 %.4f, %.1f MMACs, %.2f ms", name, scores["top1"],
                     scores["macs"] / 1e6, scores["latency_ms"])
-    table = pd.DataFrame([{"model": k, **{c: v.get(c) for c in TABLE_COLUMNS}}
-                          for k, v in results.items()])
-    return results, table, figures
+    if params.get("pixel_baselines", True):
+        results.update(pixel_baselines(splits["train"], test, class_names, params))
+    for name in REFERENCE_ROWS:
+        if name in results:
+            mark_not_recommended(results, name, _REFERENCE_REASON)
+    for name, scores in results.items():
+        figures[name] = confusion_matrix_figure(scores["confusion"], class_names,
+                                                f"{name}: test confusion")
+    return results, comparison_table(results), figures
+
+
+def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per model, the table columns (absent values as None)."""
+    return pd.DataFrame([{"model": name, **{c: row.get(c) for c in TABLE_COLUMNS}}
+                         for name, row in results.items()])
+
+
+def _is_recommendable(row: dict[str, Any]) -> bool:
+    return row.get("recommended", True) is not False
+
+
+def _speed_metric(rows: dict[str, Any]) -> tuple[str, str]:
+    """(column, words): throughput when every row has it, else latency when every row has it,
+    else whichever of the two more rows have."""
+    counts = {column: sum(r.get(column) is not None for r in rows.values())
+              for column in ("throughput", "latency_ms")}
+    column = ("throughput" if counts["throughput"] == len(rows) else
+              "latency_ms" if counts["latency_ms"] == len(rows) else
+              max(counts, key=lambda c: counts[c]))
+    if column == "throughput":
+        batch = next(r["throughput_batch"] for r in rows.values() if r.get("throughput"))
+        return column, f"throughput at batch {batch}"
+    return column, "latency at batch 1"
+
+
+def ship_recommendation(results: dict[str, Any]) -> dict[str, Any]:
+    """Which model to ship: among rows not flagged ``recommended: false``, the fastest within
+    1 point of the best test top-1. Fastest = highest throughput at the table's batch when every
+    such row has it, else lowest latency at batch 1 (see :func:`_speed_metric`); a row without
+    the timing cannot win and is listed as ``untimed``."""
+    candidates = {n: r for n, r in results.items() if _is_recommendable(r)}
+    excluded = {n: r.get("not_recommended_reason", "not recommended")
+                for n, r in results.items() if n not in candidates}
+    if not candidates:
+        return {"model": None, "excluded": excluded,
+                "reason": "every model is flagged not recommended: ship none of them."}
+    best_name = max(candidates, key=lambda n: candidates[n]["top1"])
+    best = candidates[best_name]["top1"]
+    close = {n: r for n, r in candidates.items() if r["top1"] >= best - SHIP_TOLERANCE - 1e-12}
+    column, words = _speed_metric(close)
+    timed = [n for n in close if close[n].get(column) is not None]
+    if not timed:
+        chosen, words = best_name, "top-1 (no timings measured)"
+    else:
+        sign = 1.0 if column == "throughput" else -1.0
+        chosen = max(timed, key=lambda n: (sign * close[n][column], close[n]["top1"]))
+    return {"model": chosen, "speed_metric": words, "best_top1_model": best_name,
+            "best_top1": best, "top1": close[chosen]["top1"], "within_1_point": sorted(close),
+            "untimed": sorted(set(close) - set(timed)), "excluded": excluded}
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _number(value: float | None, fmt: str, scale: float = 1.0) -> str:
+    return "n/a" if value is None else format(value / scale, fmt)
+
+
+def _mmacs(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1e6:.1f}" if value >= 1e5 else f"{value / 1e6:.4f}"
+
+
+def _results_table(results: dict[str, Any]) -> list[str]:
+    batch = next((r["throughput_batch"] for r in results.values()
+                  if r.get("throughput_batch") is not None), None)
+    lines = ["| model | top-1 | top-5 | macro-F1 | ECE | params | MMACs | size (MB) | "
+             f"CPU latency, batch 1 (ms) | throughput (img/s, batch {batch}) | ship? |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        ship = "yes" if _is_recommendable(r) else "no"
+        lines.append(
+            f"| {name} | {_pct(r['top1'])} | {_pct(r.get('top5'))} | "
+            f"{_number(r.get('macro_f1'), '.4f')} | {_number(r.get('ece'), '.4f')} | "
+            f"{_number(r.get('params'), ',.0f')} | {_mmacs(r.get('macs'))} | "
+            f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_number(r.get('latency_ms'), '.2f')} | "
+            f"{_number(r.get('throughput'), '.0f')} | {ship} |")
+    return lines
+
+
+def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[str]:
+    ft, pr = results["finetuned"], results["pruned"]
+    lines = ["", "## What pruning traded", "",
+             f"- MACs: {1 - pr['macs'] / ft['macs']:.1%} fewer; parameters: "
+             f"{1 - pr['params'] / ft['params']:.1%} fewer.",
+             f"- CPU latency (batch 1): {ft['latency_ms']:.2f} -> {pr['latency_ms']:.2f} ms "
+             f"({pr['latency_ms'] / ft['latency_ms']:.2f}x); throughput {ft['throughput']:.0f} -> "
+             f"{pr['throughput']:.0f} img/s ({pr['throughput'] / ft['throughput']:.2f}x).",
+             f"- Test top-1: {_pct(ft['top1'])} -> {_pct(pr['top1'])} "
+             f"({100 * (pr['top1'] - ft['top1']):+.2f} points).",
+             f"- Importance: `{pruning.get('importance')}`, target `{pruning.get('target')}` "
+             f"ratio {pruning.get('ratio')}; no layer loses more than "
+             f"{pruning.get('max_layer_ratio')} of its channels, pruned layers keep multiples of "
+             f"{pruning.get('round_to') or 1}, the classifier's input keeps at least "
+             f"{pruning.get('feature_floor')} channels."]
+    attempts = pruning.get("attempts") or []
+    if attempts:
+        lines += ["", f"Validation top-1 of the fine-tuned model: "
+                      f"{_pct(pruning.get('val_top1_finetuned'))}; a pruned model may lose at "
+                      f"most {pruning.get('max_val_drop')} points, else the ratio is halved.", "",
+                  "| attempt | ratio | MACs kept | val top-1 | drop (points) | kept |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {a['attempt']} | {a['ratio']:.3f} | {a.get('macs_ratio', 0):.2f}x | "
+                  f"{_pct(a['val_top1'])} | {a['val_drop_points']:.2f} | "
+                  f"{'yes' if a['kept'] else ''} |" for a in attempts]
+        if not pruning.get("accepted", True):
+            lines += ["", f"**The pruned model is still {pruning['val_drop_points']:.2f} points "
+                          f"below the fine-tuned one on the validation split after "
+                          f"{len(attempts)} attempts: do not ship it.**"]
+    return lines
+
+
+def _baseline_section(results: dict[str, Any]) -> list[str]:
+    trained = {n: r for n, r in results.items() if n not in REFERENCE_ROWS}
+    cheap = {n: r for n, r in results.items() if n in REFERENCE_ROWS}
+    if not trained or not cheap:
+        return []
+    best_t = max(trained, key=lambda n: trained[n]["top1"])
+    best_c = max(cheap, key=lambda n: cheap[n]["top1"])
+    gap = 100 * (trained[best_t]["top1"] - cheap[best_c]["top1"])
+    verdict = ("fine-tuning beat the cheap alternatives" if gap > 100 * SHIP_TOLERANCE else
+               "fine-tuning did NOT clearly beat the cheap alternatives" if gap > 0 else
+               "fine-tuning did NOT beat the cheap alternatives")
+    return ["", "## Did fine-tuning pay?", "",
+            f"Best trained model `{best_t}` {_pct(trained[best_t]['top1'])} vs best cheap "
+            f"alternative `{best_c}` {_pct(cheap[best_c]['top1'])}: {gap:+.2f} points, "
+            f"{verdict} on this test split ({trained[best_t]['n_samples']} images). "
+            "`linear_probe` is logistic regression on frozen pretrained features (its cost: the "
+            "headless backbone plus that head); `pixels_*` are fitted on grey downsampled pixels "
+            "of the training split."]
+
+
+def _ship_section(results: dict[str, Any]) -> list[str]:
+    ship = ship_recommendation(results)
+    lines = ["", "## Which model to ship", ""]
+    if ship["model"] is None:
+        lines.append(ship["reason"])
+    else:
+        chosen = results[ship["model"]]
+        lines.append(
+            f"**`{ship['model']}`**: the fastest by {ship['speed_metric']} among the models "
+            f"within 1 point of the best test top-1 ({_pct(ship['best_top1'])}, "
+            f"`{ship['best_top1_model']}`); it reaches {_pct(chosen['top1'])}, "
+            f"{_number(chosen.get('latency_ms'), '.2f')} ms at batch 1 and "
+            f"{_number(chosen.get('throughput'), '.0f')} img/s. Within 1 point: "
+            f"{', '.join(f'`{n}`' for n in ship['within_1_point'])}.")
+        better = {n: r for n, r in results.items()
+                  if n in REFERENCE_ROWS and r["top1"] > chosen["top1"] + SHIP_TOLERANCE}
+        if better:
+            name = max(better, key=lambda n: better[n]["top1"])
+            lines.append(f"\nCaution: the reference `{name}` reaches {_pct(better[name]['top1'])},"
+                         f" {100 * (better[name]['top1'] - chosen['top1']):.2f} points more: on "
+                         "this data the cheap alternative is the better model.")
+        if ship["untimed"]:
+            lines.append(f"Not timed, so not compared on speed: "
+                         f"{', '.join(f'`{n}`' for n in ship['untimed'])}.")
+    if ship["excluded"]:
+        lines += ["", "Not considered:"]
+        lines += [f"- `{name}`: {reason}" for name, reason in ship["excluded"].items()]
+    return lines
+
+
 def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[str, Any],
                   profile: dict[str, Any]) -> str:
-    """A short Markdown report: what was chosen and why, what it reached, what pruning traded."""
+    """A short Markdown report: what was chosen and why, what it reached, what pruning traded,
+    whether fine-tuning beat the cheap alternatives, and which model to ship."""
     lines = ["# ft_pipelines report", "",
              f"Data: `{profile.get('source')}`, {profile['num_images']} images, "
              f"{profile['num_classes']} classes.", "",
@@ -77,25 +260,10 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
     lines += [f"- {reason}" for reason in plan["reasons"]]
     lines += ["", f"Regulariser: `{plan['regularizer']}`; trainable blocks: "
               f"{plan['trainable_blocks']}; epochs: {plan['epochs']}.", "",
-              "## Results on the test split", "",
-              "| model | top-1 | top-5 | macro-F1 | ECE | params | MMACs | size (MB) | "
-              "CPU latency, batch 1 (ms) | throughput (img/s, batch "
-              f"{next(iter(results.values()))['throughput_batch']}) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {_pct(r['top1'])} | {_pct(r['top5'])} | {r['macro_f1']:.4f} | "
-                     f"{r['ece']:.4f} | {r['params']:,} | {r['macs'] / 1e6:.1f} | "
-                     f"{r['size_bytes'] / 1e6:.2f} | {r['latency_ms']:.2f} | "
-                     f"{r['throughput']:.0f} |")
+              "## Results on the test split", ""]
+    lines += _results_table(results)
     if "finetuned" in results and "pruned" in results:
-        ft, pr = results["finetuned"], results["pruned"]
-        lines += ["", "## What pruning traded", "",
-                  f"- MACs: {1 - pr['macs'] / ft['macs']:.1%} fewer; parameters: "
-                  f"{1 - pr['params'] / ft['params']:.1%} fewer.",
-                  f"- CPU latency (batch 1): {ft['latency_ms']:.2f} -> {pr['latency_ms']:.2f} ms;"
-                  f" throughput {ft['throughput']:.0f} -> {pr['throughput']:.0f} img/s.",
-                  f"- Test top-1: {_pct(ft['top1'])} -> {_pct(pr['top1'])} "
-                  f"({100 * (pr['top1'] - ft['top1']):+.2f} points).",
-                  f"- Importance: `{pruning.get('importance')}`, target "
-                  f"`{pruning.get('target')}` ratio {pruning.get('ratio')}."]
+        lines += _pruning_section(results, pruning)
+    lines += _baseline_section(results)
+    lines += _ship_section(results)
     return "\n".join(lines) + "\n"

@@ -5,19 +5,27 @@ from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random
 from ft_pipelines.core.pruning.gates import ChannelGates, frozen_eval, taylor_scores, train_gates
 from ft_pipelines.core.pruning.graph import build_dependency_graph, prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
-from ft_pipelines.core.pruning.structural import TableImportance, prune_by_importance
+from ft_pipelines.core.pruning.structural import (
+    TableImportance,
+    channel_floors,
+    prune_by_importance,
+)
 from ft_pipelines.core.pruning.transtailor import (
     IMPORTANCE_METHODS,
+    back_off,
     importance_strength,
     prune_and_finetune,
     score_channels,
+    validation_top1,
 )
 
 __all__ = [
     "IMPORTANCE_METHODS",
     "ChannelGates",
     "TableImportance",
+    "back_off",
     "build_dependency_graph",
+    "channel_floors",
     "channel_groups",
     "feeding_convs",
     "frozen_eval",
@@ -31,4 +39,5 @@ __all__ = [
     "score_channels",
     "taylor_scores",
     "train_gates",
+    "validation_top1",
 ]

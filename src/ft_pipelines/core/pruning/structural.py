@@ -12,7 +12,13 @@ Traps handled here (torch-pruning 1.6.1):
   we feed our own :class:`TableImportance`;
 - building a dependency graph puts the model in eval mode: we restore every module's mode;
 - a group whose channels all fall below the global threshold would be skipped entirely by the
-  pruner (it refuses to empty a layer): we pin each group's best channel so at least one survives;
+  pruner (it refuses to empty a layer), and its ``max_pruning_ratio`` only stops a layer from
+  being pruned again once past the cap, not in the step that crosses it: we pin each group's
+  best channels (its *floor*, see :func:`channel_floors`) so they always survive;
+- ``round_to`` rounds the channels a pruned layer keeps *down* to a multiple: floors are
+  rounded *up* to a multiple so the rounding never goes below them. A layer whose original
+  count is not a multiple keeps that count while untouched and becomes a multiple once pruned;
+  one with fewer channels than ``round_to`` is never pruned;
 - pruning creates new Parameter objects: rebuild any optimizer afterwards (``recover`` must);
 - the pruned model no longer matches its architecture: the model artifact saves the channel
   counts (core.models.channel_counts).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -36,7 +43,7 @@ from ft_pipelines.core.pruning.graph import (
     group_members,
     iter_prunable_groups,
 )
-from ft_pipelines.core.utils import count_macs_params, preserved_modes
+from ft_pipelines.core.utils import classifier_name, count_macs_params, preserved_modes
 
 logger = logging.getLogger(__name__)
 
@@ -51,25 +58,60 @@ class TableImportance(tp.importance.Importance):
 
     ``scores`` maps BN module -> 1-D tensor over its *current* channels; the caller keeps it in
     sync with removed channels. Groups without any scored layer return ``None`` (never pruned).
-    The best channel of each group is pinned to +inf so a group is never emptied (torch-pruning
-    would otherwise skip the whole group instead of keeping one channel).
+    The best ``floors[module]`` channels of each group (at least one) are pinned to +inf so a
+    group never drops below its floor (torch-pruning would otherwise skip a group it would
+    empty, or let one step cut a layer past its cap).
     """
 
-    def __init__(self, scores: dict[nn.Module, torch.Tensor]) -> None:
+    def __init__(self, scores: dict[nn.Module, torch.Tensor],
+                 floors: dict[nn.Module, int] | None = None) -> None:
         self.scores = scores
+        self.floors = floors or {}
 
     @torch.no_grad()
     def __call__(self, group: tp.dependency.Group) -> torch.Tensor | None:
         total = torch.zeros(len(group[0].idxs), dtype=torch.float64)
-        found = False
+        pinned = 0
         for module, idxs, root_idxs in group_members(group, self.scores):
             layer_scores = self.scores[module].to(torch.float64)
             total.scatter_add_(0, torch.tensor(root_idxs), layer_scores[torch.tensor(idxs)])
-            found = True
-        if not found:
+            pinned = max(pinned, self.floors.get(module, 1))
+        if pinned == 0:
             return None
-        total[torch.argmax(total)] = float("inf")
+        total[torch.topk(total, min(pinned, len(total))).indices] = float("inf")
         return total
+
+
+def _round_up(count: int, multiple: int | None) -> int:
+    return count if not multiple else -(-count // multiple) * multiple
+
+
+def _classifier_feeders(model: nn.Module, example_inputs: torch.Tensor) -> set[nn.Module]:
+    """Modules whose output channels are the classifier's input features (its in-channel group)."""
+    classifier = model.get_submodule(classifier_name(model))
+    if not isinstance(classifier, nn.Linear):
+        return set()
+    graph = build_dependency_graph(model, example_inputs)
+    group = graph.get_pruning_group(classifier, tp.prune_linear_in_channels, idxs=[0])
+    return {item.dep.target.module for item in group}
+
+
+def channel_floors(model: nn.Module, example_inputs: torch.Tensor, layers: Sequence[nn.Module],
+                   *, max_layer_ratio: float = 1.0, round_to: int | None = None,
+                   feature_floor: int = 1) -> dict[nn.Module, int]:
+    """Fewest channels each BN layer in ``layers`` keeps: at most ``max_layer_ratio`` of its
+    channels go, and the layers feeding the classifier keep at least ``feature_floor``; both
+    rounded up to ``round_to`` and capped at the layer's own count. Computed on the unpruned
+    model (the caps refer to original counts)."""
+    feeders = _classifier_feeders(model, example_inputs) if feature_floor > 1 else set()
+    floors = {}
+    for module in layers:
+        original = module.num_features
+        floor = max(1, math.ceil(original * (1.0 - max_layer_ratio) - 1e-9))
+        if module in feeders:
+            floor = max(floor, feature_floor)
+        floors[module] = min(original, _round_up(floor, round_to))
+    return floors
 
 
 def _scores_from_table(model: nn.Module, table: pd.DataFrame) -> dict[nn.Module, torch.Tensor]:
@@ -127,25 +169,30 @@ def _prune_at_channel_ratio(
     steps: int,
     ignored_layers: Sequence[nn.Module],
     recover: Callable[[nn.Module, int], None] | None,
+    floors: dict[str, int],
+    round_to: int | None,
 ) -> dict[str, list[int]]:
     """Prune ``model`` in place; return the original indices removed per BN layer.
 
-    ``ignored_layers`` must already include the roots of unscored groups.
+    ``ignored_layers`` must already include the roots of unscored groups; ``floors`` (by BN
+    name, from :func:`channel_floors`) are the channels each layer keeps at least.
     """
     scores = _scores_from_table(model, table)
     bn_names = _bn_names(model)
     original_idx = {m: torch.arange(m.num_features) for m in bn_names}
     removed: dict[str, list[int]] = {name: [] for name in bn_names.values()}
+    module_floors = {m: floors.get(name, 1) for m, name in bn_names.items()}
     with preserved_modes(model):
         pruner = tp.pruner.BasePruner(
             model,
             example_inputs,
-            importance=TableImportance(scores),
+            importance=TableImportance(scores, module_floors),
             global_pruning=True,
             pruning_ratio=channel_ratio,
             iterative_steps=steps,
             ignored_layers=list(ignored_layers),
             root_module_types=list(ROOT_MODULE_TYPES),
+            round_to=round_to,
         )
     for step_index in range(steps):
         with preserved_modes(model):
@@ -182,6 +229,8 @@ def _macs_reduction(
     channel_ratio: float,
     ignored_names: list[str],
     macs_before: int,
+    floors: dict[str, int],
+    round_to: int | None,
 ) -> float:
     """Fraction of MACs removed when a deep copy is pruned at ``channel_ratio``."""
     trial = copy.deepcopy(model)
@@ -195,6 +244,8 @@ def _macs_reduction(
         steps=1,
         ignored_layers=ignored,
         recover=None,
+        floors=floors,
+        round_to=round_to,
     )
     macs_after, _ = count_macs_params(trial, example_inputs)
     return 1.0 - macs_after / macs_before
@@ -208,8 +259,12 @@ def _channel_ratio_for_macs(
     macs_ratio: float,
     ignored_layers: Sequence[nn.Module],
     macs_before: int,
+    floors: dict[str, int],
+    round_to: int | None,
+    max_channel_ratio: float,
 ) -> float:
-    """Smallest channel ratio whose pruning removes at least ``macs_ratio`` of the MACs."""
+    """Smallest channel ratio whose pruning (floors and rounding included) removes at least
+    ``macs_ratio`` of the MACs."""
     names = {m: n for n, m in model.named_modules()}
     ignored_names = [names[m] for m in ignored_layers]
 
@@ -221,14 +276,17 @@ def _channel_ratio_for_macs(
             channel_ratio=ratio,
             ignored_names=ignored_names,
             macs_before=macs_before,
+            floors=floors,
+            round_to=round_to,
         )
 
-    low, high = 0.0, _MAX_CHANNEL_RATIO
+    low, high = 0.0, max_channel_ratio
     reached = reduction(high)
     if reached < macs_ratio:
         raise ValueError(
-            f"Cannot remove {macs_ratio:.0%} of MACs: pruning {high:.0%} of channels removes "
-            f"only {reached:.1%}. Lower 'ratio' or prune fewer layers as ignored."
+            f"Cannot remove {macs_ratio:.0%} of MACs: pruning {high:.0%} of channels (the most "
+            f"the per-layer floors allow) removes only {reached:.1%}. Lower pruning.ratio or "
+            "raise pruning.max_layer_ratio."
         )
     for _ in range(_BISECTION_STEPS):
         middle = (low + high) / 2
@@ -247,8 +305,32 @@ def _bn_channels(model: nn.Module) -> dict[str, int]:
     return {name: module.num_features for module, name in _bn_names(model).items()}
 
 
-def _check_pruning_arguments(
-    model: nn.Module, ratio: float, target: str, steps: int, ignored_layers: Sequence[nn.Module]
+def _max_channel_ratio(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    floors: dict[str, int],
+    ignored_layers: Sequence[nn.Module],
+) -> float:
+    """Largest global channel ratio the floors leave room for (torch-pruning ranks all scored
+    groups together; past this ratio its threshold would fall on a pinned channel)."""
+    bn_names = _bn_names(model)
+    scored = {m for m, name in bn_names.items() if name in floors}
+    total = pinned = 0
+    graph = build_dependency_graph(model, example_inputs)
+    for group in iter_prunable_groups(graph, ignored_layers):
+        members = [module for module, _, _ in group_members(group, scored)]
+        if members:
+            total += len(group[0].idxs)
+            pinned += max(floors[bn_names[module]] for module in members)
+    if not total:
+        return 0.0
+    # half a channel short of the floors, so torch-pruning's int() rounding never reaches them
+    return min(_MAX_CHANNEL_RATIO, 1.0 - (pinned + 0.5) / total)
+
+
+def _check_pruning_arguments(  # noqa: PLR0917 (one check per argument)
+    model: nn.Module, ratio: float, target: str, steps: int, ignored_layers: Sequence[nn.Module],
+    max_layer_ratio: float, round_to: int | None,
 ) -> None:
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"Pruning ratio must be in (0, 1), got {ratio}.")
@@ -256,6 +338,10 @@ def _check_pruning_arguments(
         raise ValueError(f"Pruning target must be 'channels' or 'macs', got {target!r}.")
     if steps < 1:
         raise ValueError(f"Pruning steps must be >= 1, got {steps}.")
+    if not 0.0 < max_layer_ratio <= 1.0:
+        raise ValueError(f"max_layer_ratio must be in (0, 1], got {max_layer_ratio}.")
+    if round_to is not None and round_to < 1:
+        raise ValueError(f"round_to must be a positive channel count or None, got {round_to}.")
     gated = [n for n, m in model.named_modules() if getattr(m, GATED_ATTRIBUTE, False)]
     if gated:
         raise ValueError(
@@ -267,7 +353,7 @@ def _check_pruning_arguments(
         raise ValueError("An ignored layer is not a module of the model being pruned.")
 
 
-def prune_by_importance(
+def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neutral default)
     model: nn.Module,
     table: pd.DataFrame,
     example_inputs: torch.Tensor,
@@ -277,6 +363,9 @@ def prune_by_importance(
     steps: int = 1,
     ignored_layers: Sequence[nn.Module] = (),
     recover: Callable[[nn.Module, int], None] | None = None,
+    max_layer_ratio: float = 1.0,
+    round_to: int | None = None,
+    feature_floor: int = 1,
 ) -> dict:
     """Remove the least important channel groups of ``model`` in place.
 
@@ -284,16 +373,25 @@ def prune_by_importance(
     ``target="macs"``: ``ratio`` is the fraction of MACs to remove (the channel ratio is found by
     bisection on deep copies). Pruning runs in ``steps`` steps with ``recover(model, step_index)``
     (0-based) after each; the scores stay those of the table (not recomputed between steps).
-    Groups without scored channels, such as the classifier's out-features, are never pruned.
-    Remove any :class:`ChannelGates` hooks before pruning. Returns a summary dict.
+    No layer loses more than ``max_layer_ratio`` of its channels, the layers feeding the
+    classifier keep at least ``feature_floor``, and every pruned layer keeps a multiple of
+    ``round_to`` channels (see :func:`channel_floors`; the defaults keep one channel per group
+    and no rounding). Groups without scored channels, such as the classifier's out-features, are
+    never pruned. Remove any :class:`ChannelGates` hooks before pruning. Returns a summary dict.
     """
-    _check_pruning_arguments(model, ratio, target, steps, ignored_layers)
+    _check_pruning_arguments(model, ratio, target, steps, ignored_layers, max_layer_ratio,
+                             round_to)
     # torch-pruning traces autograd: frozen layers must take part (see build_dependency_graph)
     model.requires_grad_(True)
     scored = set(_scores_from_table(model, table))
     ignored_layers = list(ignored_layers) + _unscored_roots(
         model, example_inputs, scored, ignored_layers
     )
+    bn_names = _bn_names(model)
+    floors = {bn_names[m]: n for m, n in channel_floors(
+        model, example_inputs, list(scored), max_layer_ratio=max_layer_ratio, round_to=round_to,
+        feature_floor=feature_floor).items()}
+    max_channel_ratio = _max_channel_ratio(model, example_inputs, floors, ignored_layers)
     macs_before, params_before = count_macs_params(model, example_inputs)
     channels_before = _bn_channels(model)
     channel_ratio = ratio
@@ -305,6 +403,14 @@ def prune_by_importance(
             macs_ratio=ratio,
             ignored_layers=ignored_layers,
             macs_before=macs_before,
+            floors=floors,
+            round_to=round_to,
+            max_channel_ratio=max_channel_ratio,
+        )
+    elif ratio > max_channel_ratio:
+        raise ValueError(
+            f"Cannot remove {ratio:.0%} of channels: the per-layer floors leave room for "
+            f"{max_channel_ratio:.0%}. Lower pruning.ratio or raise pruning.max_layer_ratio."
         )
     removed = _prune_at_channel_ratio(
         model,
@@ -314,6 +420,8 @@ def prune_by_importance(
         steps=steps,
         ignored_layers=ignored_layers,
         recover=recover,
+        floors=floors,
+        round_to=round_to,
     )
     macs_after, params_after = count_macs_params(model, example_inputs)
     channels_after = _bn_channels(model)
@@ -326,6 +434,9 @@ def prune_by_importance(
         "ratio": ratio,
         "channel_ratio": channel_ratio,
         "steps": steps,
+        "max_layer_ratio": max_layer_ratio,
+        "round_to": round_to,
+        "feature_floor": feature_floor,
         "macs_before": macs_before,
         "macs_after": macs_after,
         "params_before": params_before,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from ft_pipelines.core.utils import (
     head_parameter_names,
     model_size_bytes,
     normalise,
+    preserved_modes,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,13 +112,52 @@ def _train(model: nn.Module, splits: dict[str, ImageData], config: TrainConfig,
     return trainer.fit(splits["train"], splits["val"])
 
 
-def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                       params: dict[str, Any], checkpoint_dir: Path | None = None
-                       ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
-    """Prune a copy of ``model`` in ``steps`` with short recovery, then importance-aware FT."""
+@torch.inference_mode()
+def validation_top1(model: nn.Module, data: ImageData, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (eval mode, on the CPU) on ``data``; the back-off's yardstick."""
+    correct = 0
+    with preserved_modes(model, training=False):
+        for images, labels in normalised_batches(model, data, batch_size):
+            correct += int((model(images).argmax(1) == labels).sum())
+    return correct / max(1, len(data))
+
+
+def back_off(attempt: Callable[[int, float], tuple[Any, float, dict]], ratio: float,
+             reference: float, max_drop_points: float, max_attempts: int
+             ) -> tuple[Any, list[dict], bool]:
+    """Run ``attempt(index, ratio)`` -> (result, validation top-1, details to record), halving
+    the ratio while the drop from ``reference`` exceeds ``max_drop_points`` (percentage points),
+    at most ``max_attempts`` times. Keeps the first attempt within the limit (the most
+    compressed acceptable one), else the one with the best validation top-1. Returns (kept
+    result, one record per attempt, whether the kept one is within the limit)."""
+    records, results = [], []
+    for index in range(max_attempts):
+        started = time.perf_counter()
+        result, val_top1, details = attempt(index, ratio)
+        drop = 100.0 * (reference - val_top1)
+        records.append({"attempt": index + 1, "ratio": ratio, **details, "val_top1": val_top1,
+                        "val_drop_points": drop, "within_limit": drop <= max_drop_points,
+                        "seconds": time.perf_counter() - started})
+        results.append(result)
+        logger.info("Pruning attempt %d at ratio %.3f: val top-1 %.4f (%.2f points below the "
+                    "fine-tuned %.4f)", index + 1, ratio, val_top1, drop, reference)
+        if drop <= max_drop_points:
+            break
+        ratio /= 2.0
+    kept = next((i for i, r in enumerate(records) if r["within_limit"]),
+                max(range(len(records)), key=lambda i: records[i]["val_top1"]))
+    for index, record in enumerate(records):
+        record["kept"] = index == kept
+    return results[kept], records, records[kept]["within_limit"]
+
+
+def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
+                params: dict[str, Any], ratio: float, checkpoint_dir: Path | None
+                ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """Prune a copy of ``model`` at ``ratio`` in ``steps`` with short recovery, then
+    importance-aware fine-tuning."""
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
-    size_before = model_size_bytes(model)
     lr = float(params.get("lr", 0.01))
     seed = int(params.get("seed", 0))
 
@@ -126,11 +168,14 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
             _train(pruned, splits, config)
             pruned.cpu()
 
-    summary = prune_by_importance(model, table, _example_inputs(model),
-                                  float(params.get("ratio", 0.3)),
-                                  target=params.get("target", "channels"),
-                                  steps=int(params.get("steps", 1)),
-                                  ignored_layers=[_classifier(model)], recover=recover)
+    classifier = _classifier(model)
+    num_classes = getattr(classifier, "out_features", 1)
+    summary = prune_by_importance(
+        model, table, _example_inputs(model), ratio, target=params.get("target", "channels"),
+        steps=int(params.get("steps", 1)), ignored_layers=[classifier], recover=recover,
+        max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
+        round_to=params.get("round_to"),
+        feature_floor=max(num_classes, int(params.get("min_feature_channels", 1))))
     anchor = {k: v.detach().clone() for k, v in model.state_dict().items()}
     regularizer = L2SP(model, anchor, alpha=float(params.get("anchor_alpha", 0.01)), beta=0.0,
                        channel_strength=importance_strength(model, table,
@@ -138,7 +183,37 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
     config = TrainConfig(epochs=int(params.get("finetune_epochs", 4)), lr_pretrained=lr,
                          lr_new=lr, seed=seed, warmup_epochs=0.0)
     history = _train(model, splits, config, regularizer, checkpoint_dir)
-    summary.update({"importance": params.get("importance", "taylor_gate"),
-                    "size_bytes_before": size_before, "size_bytes_after": model_size_bytes(model)})
     summary.pop("removed_channels")  # original indices: large, and derivable from the table
     return model.cpu(), summary, history
+
+
+def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
+                       params: dict[str, Any], checkpoint_dir: Path | None = None
+                       ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """Prune, recover and fine-tune a copy of ``model``; back off the ratio (see
+    :func:`back_off`) while validation top-1 falls more than ``max_val_drop`` points below the
+    fine-tuned model's. The summary lists every attempt and whether the kept one is within."""
+    reference = validation_top1(model.cpu(), splits["val"])
+
+    def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:
+        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"attempt-{index}"
+        pruned, summary, history = _prune_once(model, table, splits, params, ratio, directory)
+        details = {"channel_ratio": summary["channel_ratio"],
+                   "macs_ratio": summary["macs_after"] / summary["macs_before"]}
+        return (pruned, summary, history), validation_top1(pruned, splits["val"]), details
+
+    (pruned, summary, history), attempts, accepted = back_off(
+        attempt, float(params.get("ratio", 0.3)), reference,
+        float(params.get("max_val_drop", 100.0)), int(params.get("max_attempts", 1)))
+    kept = next(a for a in attempts if a["kept"])
+    summary.update({
+        "importance": params.get("importance", "taylor_gate"),
+        "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
+        "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
+        "val_drop_points": kept["val_drop_points"], "max_val_drop": params.get("max_val_drop"),
+        "accepted": accepted, "attempts": attempts})
+    if not accepted:
+        logger.warning("The pruned model stays %.2f points below the fine-tuned one on the "
+                       "validation split after %d attempts: it is reported as not recommended.",
+                       kept["val_drop_points"], len(attempts))
+    return pruned, summary, history

@@ -8,8 +8,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 evaluate,
-                inputs=["pretrained_model", "finetuned_model", "pruned_model", "images",
-                        "class_names", "params:evaluation", "params:ingestion.decode_cache_dir"],
+                inputs=["pretrained_model", "finetuned_model", "pruned_model", "pruning_summary",
+                        "images", "class_names", "params:evaluation",
+                        "params:ingestion.decode_cache_dir"],
                 outputs=["evaluation_metrics", "comparison_table", "confusion_matrices"],
                 name="evaluate_models",
             ),
