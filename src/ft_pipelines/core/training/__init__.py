@@ -10,8 +10,10 @@ from ft_pipelines.core.training.callbacks import (
 )
 from ft_pipelines.core.training.checkpoint import Checkpointing, load_checkpoint, save_checkpoint
 from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.distributed import launched_rank, launched_world_size
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
+from ft_pipelines.core.training.runtime import Runtime, resolve_runtime
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "Checkpointing",
     "EarlyStopping",
     "ProgressBar",
+    "Runtime",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
@@ -27,8 +30,11 @@ __all__ = [
     "finetune_model",
     "frozen_prefix_length",
     "load_checkpoint",
+    "launched_rank",
+    "launched_world_size",
     "lr_factor",
     "resolve_regularizer",
+    "resolve_runtime",
     "save_checkpoint",
     "train_config",
 ]

@@ -13,7 +13,7 @@ from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.regularizers import ATTENTION_COLUMNS, delta_attention
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import run_fingerprint
-from ft_pipelines.params import FinetuneParams
+from ft_pipelines.params import FinetuneParams, RuntimeParams
 
 
 def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
@@ -30,8 +30,8 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
 
 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
-             delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None
-             ) -> tuple[nn.Module, pd.DataFrame, Figure]:
+             delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
+             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
     """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
@@ -42,5 +42,5 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
                               settings)
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
     model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
-                                    delta_attention, checkpoint_dir)
+                                    delta_attention, checkpoint_dir, runtime.model_dump())
     return model, history, learning_curves(history)

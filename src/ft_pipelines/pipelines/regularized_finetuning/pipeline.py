@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 finetune,
                 inputs=["surgered_model", "images", "finetune_plan", "delta_attention",
-                        "params:finetune", "params:ingestion.decode_cache_dir"],
+                        "params:finetune", "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["finetuned_model", "training_history", "learning_curves_plot"],
                 name="finetune",
             ),
