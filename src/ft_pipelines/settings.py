@@ -3,6 +3,8 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from ft_pipelines.core.utils import launched_rank
+from ft_pipelines.datasets.rank_catalog import RankLocalCatalog
 from ft_pipelines.hooks import LineageHook
 from ft_pipelines.params.hooks import ParametersHook
 from ft_pipelines.tracking.hook import MlflowTrackingHook
@@ -11,6 +13,10 @@ from ft_pipelines.tracking.hook import MlflowTrackingHook
 # the session before anything happens. The lineage hook writes its record before the tracking
 # hook logs it (that one runs last).
 HOOKS = (ParametersHook(), LineageHook(), MlflowTrackingHook())
+# Under torchrun every rank runs this session; only rank 0 writes outputs, lineage and MLflow.
+if launched_rank() > 0:
+    HOOKS = (ParametersHook(),)
+    DATA_CATALOG_CLASS = RankLocalCatalog
 # kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
 # (the plugin's would open a second MLflow run, and let an unreachable server fail the run).
 # The distribution is named "kedro_mlflow" or "kedro-mlflow" depending on how it was packaged.

@@ -10,7 +10,6 @@ from ft_pipelines.core.training.callbacks import (
 )
 from ft_pipelines.core.training.checkpoint import Checkpointing, load_checkpoint, save_checkpoint
 from ft_pipelines.core.training.config import TrainConfig
-from ft_pipelines.core.training.distributed import launched_rank, launched_world_size
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
 from ft_pipelines.core.training.runtime import Runtime, resolve_runtime
@@ -30,8 +29,6 @@ __all__ = [
     "finetune_model",
     "frozen_prefix_length",
     "load_checkpoint",
-    "launched_rank",
-    "launched_world_size",
     "lr_factor",
     "resolve_regularizer",
     "resolve_runtime",

@@ -20,6 +20,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from ft_pipelines.core.utils import launched_world_size
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,16 +37,6 @@ def backend_name() -> str:
     if dist.is_available() and dist.is_initialized():
         return str(dist.get_backend())
     return "none"
-
-
-def launched_rank() -> int:
-    """This process's rank when a launcher (torchrun) started several; 0 otherwise."""
-    return int(os.environ.get("RANK", "0")) if launched_world_size() > 1 else 0
-
-
-def launched_world_size() -> int:
-    """How many processes torchrun (or another launcher setting WORLD_SIZE) started."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def default_backend(device: torch.device | str) -> str:

@@ -19,13 +19,12 @@ from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import (
     backend_name,
     join_launched_world,
-    launched_world_size,
     spawn_data_parallel,
     world,
 )
 from ft_pipelines.core.training.runtime import resolve_device
 from ft_pipelines.core.training.trainer import Trainer
-from ft_pipelines.core.utils import classifier_name, head_parameter_names
+from ft_pipelines.core.utils import classifier_name, head_parameter_names, launched_world_size
 
 logger = logging.getLogger(__name__)
 

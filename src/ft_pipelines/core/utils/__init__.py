@@ -1,10 +1,12 @@
 """Generic helpers, one per concept: mode/device save-restore, atomic file writes, the classifier
-lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisation."""
+lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisation, the rank of a
+launched process."""
 
 from ft_pipelines.core.utils.atomic import atomic_write
 from ft_pipelines.core.utils.classifier import classifier_name, head_parameter_names, last_linear
 from ft_pipelines.core.utils.counting import count_macs_params, count_params, model_size_bytes
 from ft_pipelines.core.utils.fingerprint import RUN_ONLY_KEYS, run_fingerprint
+from ft_pipelines.core.utils.launch import launched_rank, launched_world_size
 from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
 from ft_pipelines.core.utils.normalise import normalise
 
@@ -16,6 +18,8 @@ __all__ = [
     "count_params",
     "head_parameter_names",
     "last_linear",
+    "launched_rank",
+    "launched_world_size",
     "model_device",
     "model_size_bytes",
     "normalise",
