@@ -29,8 +29,8 @@ from ft_pipelines.core.models import (
     newest_artifact,
     replace_head,
 )
-from ft_pipelines.core.training import TrainConfig, Trainer, resolve_runtime
-from ft_pipelines.core.utils import normalise
+from ft_pipelines.core.training import TrainConfig, Trainer
+from ft_pipelines.core.utils import normalise, resolve_runtime
 
 logger = logging.getLogger("gpu_check")
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from ft_pipelines.core.training import TrainConfig, Trainer, resolve_runtime
+from ft_pipelines.core.training import TrainConfig, Trainer
+from ft_pipelines.core.utils import resolve_runtime
 from tests.core.training.test_training import _tiny_layout, tiny_data, tiny_model  # noqa: F401
 
 

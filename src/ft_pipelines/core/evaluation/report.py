@@ -19,6 +19,7 @@ from ft_pipelines.core.evaluation.cost import cost_metrics
 from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
 from ft_pipelines.core.similarity import extract_features
+from ft_pipelines.core.utils import resolve_runtime
 
 logger = logging.getLogger(__name__)
 TABLE_COLUMNS = ["top1", "top5", "macro_f1", "ece", "params", "macs", "size_bytes",
@@ -42,6 +43,7 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
     """``models``: ``linear_probe`` (the pretrained backbone) and the trained classifiers."""
     test = splits["test"]
+    runtime = resolve_runtime(params)  # runtime.device / runtime.precision
     results, figures = {}, {}
     for name, model in models.items():
         model.eval()
@@ -50,9 +52,11 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
             probs = linear_probe_probs(model, splits["train"], test,
                                        int(params.get("probe_max_iter", 2000)))
         else:
-            probs = predict(model, test.images, cfg.mean, cfg.std)
+            with runtime.autocast():
+                probs = predict(model, test.images, cfg.mean, cfg.std, device=runtime.device)
         scores = classification_metrics(probs, test.labels.numpy(), class_names)
         scores.update(cost_metrics(model, params))
+        scores.update(runtime.describe())  # where latency/throughput were measured
         results[name] = scores
         figures[name] = confusion_matrix_figure(scores["confusion"], class_names,
                                                 f"{name}: test confusion")

@@ -26,6 +26,7 @@ from ft_pipelines.core.utils import (
     head_parameter_names,
     model_size_bytes,
     normalise,
+    resolve_device,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate
     layers = prunable_bn_layers(model)
     scales = None
     if method == "taylor_gate":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(params.get("device", "auto"))  # runtime.device
         batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
         with ChannelGates(model, layers) as gates:
             train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
@@ -118,11 +119,12 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
     size_before = model_size_bytes(model)
     lr = float(params.get("lr", 0.01))
     seed = int(params.get("seed", 0))
+    runtime = {k: params[k] for k in ("device", "precision") if k in params}  # runtime.*
 
     def recover(pruned: nn.Module, step: int) -> None:
         if step + 1 < int(params.get("steps", 1)) and int(params.get("recovery_epochs", 1)) > 0:
             config = TrainConfig(epochs=int(params.get("recovery_epochs", 1)), lr_pretrained=lr,
-                                 lr_new=lr, seed=seed + 100 + step, progress=False)
+                                 lr_new=lr, seed=seed + 100 + step, progress=False, **runtime)
             _train(pruned, splits, config)
             pruned.cpu()
 
@@ -136,7 +138,7 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
                        channel_strength=importance_strength(model, table,
                                                             summary["removed_channels"]))
     config = TrainConfig(epochs=int(params.get("finetune_epochs", 4)), lr_pretrained=lr,
-                         lr_new=lr, seed=seed, warmup_epochs=0.0)
+                         lr_new=lr, seed=seed, warmup_epochs=0.0, **runtime)
     history = _train(model, splits, config, regularizer, checkpoint_dir)
     summary.update({"importance": params.get("importance", "taylor_gate"),
                     "size_bytes_before": size_before, "size_bytes_after": model_size_bytes(model)})

@@ -12,7 +12,6 @@ from ft_pipelines.core.training.checkpoint import Checkpointing, load_checkpoint
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
-from ft_pipelines.core.training.runtime import Runtime, resolve_runtime
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 __all__ = [
@@ -21,7 +20,6 @@ __all__ = [
     "Checkpointing",
     "EarlyStopping",
     "ProgressBar",
-    "Runtime",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
@@ -31,7 +29,6 @@ __all__ = [
     "load_checkpoint",
     "lr_factor",
     "resolve_regularizer",
-    "resolve_runtime",
     "save_checkpoint",
     "train_config",
 ]

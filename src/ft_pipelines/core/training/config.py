@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ft_pipelines.core.training.runtime import Runtime, resolve_runtime
+from ft_pipelines.core.utils import Runtime, resolve_runtime
 
 
 @dataclass

@@ -22,9 +22,13 @@ from ft_pipelines.core.training.distributed import (
     spawn_data_parallel,
     world,
 )
-from ft_pipelines.core.training.runtime import resolve_device
 from ft_pipelines.core.training.trainer import Trainer
-from ft_pipelines.core.utils import classifier_name, head_parameter_names, launched_world_size
+from ft_pipelines.core.utils import (
+    classifier_name,
+    head_parameter_names,
+    launched_world_size,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 

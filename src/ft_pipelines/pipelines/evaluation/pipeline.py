@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate,
                 inputs=["pretrained_model", "finetuned_model", "pruned_model", "images",
-                        "class_names", "params:evaluation", "params:ingestion.decode_cache_dir"],
+                        "class_names", "params:evaluation", "params:ingestion.decode_cache_dir",
+                        "params:runtime"],
                 outputs=["evaluation_metrics", "comparison_table", "confusion_matrices"],
                 name="evaluate_models",
             ),
