@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -12,13 +13,13 @@ from ft_pipelines.core.data import decode_cache_key, split_image_data, stratifie
 from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.regularizers import ATTENTION_COLUMNS, delta_attention
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
-from ft_pipelines.core.utils import run_fingerprint
+from ft_pipelines.core.utils import resolve_runtime, run_fingerprint
 from ft_pipelines.params import FinetuneParams, RuntimeParams
 
 
 def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
-                            finetune: FinetuneParams, decode_cache_dir: str | None
-                            ) -> pd.DataFrame:
+                            finetune: FinetuneParams, decode_cache_dir: str | None,
+                            runtime: RuntimeParams) -> pd.DataFrame:
     """DELTA's per-channel weights; an empty table when the regulariser is not DELTA."""
     overrides = finetune.regularizer.model_dump()
     if resolve_regularizer(finetune_plan, overrides)["name"] != "delta":
@@ -26,7 +27,9 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
     size = surgered_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
     probe_data = stratified_subset(train, finetune.delta_probe_images, finetune.seed)
-    return delta_attention(surgered_model, probe_data, finetune.seed)
+    # a copy on runtime.device: the probes and channel-drop passes run where the model is
+    model = copy.deepcopy(surgered_model).to(resolve_runtime(runtime.model_dump()).device)
+    return delta_attention(model, probe_data, finetune.seed)
 
 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,

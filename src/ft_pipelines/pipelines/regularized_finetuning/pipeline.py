@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 compute_delta_attention,
                 inputs=["surgered_model", "images", "finetune_plan", "params:finetune",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs="delta_attention",
                 name="compute_delta_attention",
             ),
