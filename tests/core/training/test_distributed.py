@@ -1,10 +1,11 @@
 """Data-parallel training: 2 gloo processes x batch B/2 give the weights of 1 process x batch B
-(frozen BatchNorm, no dropout in the trained part), uneven last batch included."""
+(frozen BatchNorm, no dropout in the trained part), uneven last batch included, and a 2-process
+run resumed from rank 0's checkpoint ends where an uninterrupted run does."""
 
 import torch
 
 from ft_pipelines.core.models import BackboneLayout, LayoutFamily, register_layout
-from ft_pipelines.core.training import TrainConfig, Trainer
+from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
 from ft_pipelines.core.training.distributed import rank_slice, spawn_data_parallel, world
 from tests.core.training.test_training import TinyNet, _tiny_layout, tiny_data, tiny_model  # noqa: F401
 
@@ -18,7 +19,7 @@ def _register_tiny() -> None:
     ))
 
 
-def _train_tiny(config: TrainConfig, use_cache: bool):
+def _train_tiny(config: TrainConfig, use_cache: bool, checkpoint_dir=None):
     """One rank's training (module level: the spawned processes import it)."""
     _register_tiny()  # a spawned process starts with the stock registry
     model = tiny_model(1)
@@ -26,19 +27,24 @@ def _train_tiny(config: TrainConfig, use_cache: bool):
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)
     config.use_cache = use_cache
-    history = Trainer(model, config).fit(tiny_data(45), tiny_data(20, seed=1))
+    trainer = Trainer(model, config, callbacks=default_callbacks(config, checkpoint_dir))
+    history = trainer.fit(tiny_data(45), tiny_data(20, seed=1))
     return model.state_dict(), history, world()
 
 
-def _config() -> TrainConfig:
-    return TrainConfig(epochs=2, batch_size=16, lr_pretrained=0.05, lr_new=0.1, momentum=0.9,
+def _config(epochs: int = 2) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=16, lr_pretrained=0.05, lr_new=0.1, momentum=0.9,
                        schedule="constant", progress=False, device="cpu", precision="fp32")
 
 
-def test_two_processes_equal_one_process_with_the_whole_batch():
+def test_two_processes_equal_one_process_with_the_whole_batch(tmp_path):
     single, single_history, _ = _train_tiny(_config(), use_cache=True)
-    double, double_history, ranks = spawn_data_parallel(_train_tiny, (_config(), True), 2, "cpu")
-    assert ranks == (0, 2)
+    # two processes, killed after epoch 1 (a run of 1 epoch), then resumed for epoch 2
+    spawn_data_parallel(_train_tiny, (_config(1), True, tmp_path), 2, "cpu")
+    assert list(tmp_path.iterdir())  # rank 0 wrote the checkpoint
+    double, double_history, ranks = spawn_data_parallel(_train_tiny, (_config(), True, tmp_path),
+                                                        2, "cpu")
+    assert ranks == (0, 2) and len(double_history) == 2
     for name, value in single.items():
         torch.testing.assert_close(double[name], value, rtol=1e-4, atol=1e-5, msg=name)
     moved = any(not torch.equal(tiny_model(1).state_dict()[k], v)

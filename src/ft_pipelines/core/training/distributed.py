@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 import tempfile
 from collections.abc import Callable
@@ -101,8 +102,9 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, threads: int
                             world_size=world_size)
     try:
         result = fn(*args)
-        if rank == 0:
-            torch.save(result, result_path)
+        if rank == 0:  # back to the parent the way mp.spawn sent the arguments: pickled
+            with open(result_path, "wb") as file:
+                pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -123,7 +125,8 @@ def spawn_data_parallel(fn: Callable[..., Any], args: tuple, processes: int,
     threads = max(1, torch.get_num_threads() // processes)
     logger.info("Training in %d processes (%s, %d thread(s) each)", processes, backend, threads)
     with tempfile.TemporaryDirectory(prefix="ft_ddp_") as tmp:
-        result_path = str(Path(tmp) / "rank0.pt")
+        result_path = str(Path(tmp) / "rank0.pickle")
         mp.spawn(_rank_main, nprocs=processes, join=True,
                  args=(processes, _free_port(), backend, threads, fn, args, result_path))
-        return torch.load(result_path, weights_only=False)  # our own file, written just now
+        with open(result_path, "rb") as file:  # private temp file, written by our rank 0 above
+            return pickle.load(file)
