@@ -261,12 +261,13 @@ class Trainer:
     ) -> dict:
         net.eval()
         loss_sum, correct = 0.0, 0
-        # each rank scores its contiguous part; the sums are added over the ranks
-        part = torch.arange(len(labels)).tensor_split(self.world_size)[self.rank]
-        for start in range(0, len(part), 256):
-            idx = part[start : start + 256]
-            x = self.runtime.to_device(inputs[idx])
-            y = self.runtime.to_device(labels[idx])
+        # each rank scores its contiguous part (slices: views, no copies); the sums are added
+        sizes = [len(p) for p in torch.arange(len(labels)).tensor_split(self.world_size)]
+        first = sum(sizes[: self.rank])
+        last = first + sizes[self.rank]
+        for start in range(first, last, 256):
+            x = self.runtime.to_device(inputs[start : min(start + 256, last)])
+            y = self.runtime.to_device(labels[start : min(start + 256, last)])
             if transform is not None:
                 x = transform(x, False)
             with self.runtime.autocast():
