@@ -4,6 +4,8 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from ft_pipelines.checkpoint_cleanup import CheckpointCleanupHook
+from ft_pipelines.core.utils import launched_rank
+from ft_pipelines.datasets.rank_catalog import RankLocalCatalog
 from ft_pipelines.hooks import LineageHook, RunConsistencyHook
 from ft_pipelines.params.hooks import ParametersHook
 from ft_pipelines.tracking.hook import MlflowTrackingHook
@@ -15,6 +17,10 @@ from ft_pipelines.tracking.hook import MlflowTrackingHook
 # removes a node's checkpoints once all of its outputs are saved.
 HOOKS = (ParametersHook(), RunConsistencyHook(), LineageHook(), CheckpointCleanupHook(),
          MlflowTrackingHook())
+# Under torchrun every rank runs this session; only rank 0 writes outputs, lineage and MLflow.
+if launched_rank() > 0:
+    HOOKS = (ParametersHook(), RunConsistencyHook())
+    DATA_CATALOG_CLASS = RankLocalCatalog
 # kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
 # (the plugin's would open a second MLflow run, and let an unreachable server fail the run).
 # The distribution is named "kedro_mlflow" or "kedro-mlflow" depending on how it was packaged.

@@ -88,7 +88,8 @@ def test_a_value_out_of_range_is_named_in_full_with_the_limit(raw, expected):
     ({"runtime": {"precision": "fp8"}}, "`runtime.precision`: must be one of 'auto', 'fp32', "
                                         "'bf16' or 'fp16', got 'fp8'"),
     ({"runtime": {"device": "gpu"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),
-    ({"finetune": {"device": "cuda:x"}}, "`finetune.device`: must be auto, cpu, cuda or cuda:N"),
+    ({"runtime": {"device": "cuda:x"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),
+    ({"finetune": {"device": "cpu"}}, "`finetune.device`: unknown key"),
     ({"finetune": {"regularizer": {"name": "l3"}}},
      "`finetune.regularizer.name`: must be one of 'none', 'l2', 'l2_sp' or 'delta'"),
     ({"strategy": {"partial": {"trainable_blocks": "most"}}},
@@ -136,7 +137,7 @@ def test_the_error_carries_no_pydantic_internals():
 
 
 def test_good_values_pass_and_are_coerced():
-    params = validate_parameters({"finetune": {"batch_size": "32", "device": "cuda:1"},
+    params = validate_parameters({"finetune": {"batch_size": "32"},
                                   "runtime": {"threads": 4, "device": "cuda:0"},
                                   "strategy": {"partial": {"trainable_blocks": 2}}})
     assert params.finetune.batch_size == 32

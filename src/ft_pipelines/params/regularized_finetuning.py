@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from ft_pipelines.params.base import (
     Count,
-    Device,
     Fraction,
     LearningRate,
     Schema,
@@ -63,7 +62,6 @@ class FinetuneParams(Schema):
     delta_probe_images: Count | None = 256  # images for DELTA's channel attention; null: all
     use_cache: bool = True
     seed: Seed = 0
-    device: Device = "auto"
     progress: bool = True                   # progress bars per epoch
     resume: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"

@@ -16,7 +16,7 @@ PRUNING = {"importance": "taylor_gate", "target": "macs", "ratio": 0.35}
 def _result(top1: float, macs: float, params: int, latency: float) -> dict:
     return {"top1": top1, "top5": 0.999, "macro_f1": 0.9512, "ece": 0.0321, "params": params,
             "macs": macs, "size_bytes": params * 4, "latency_ms": latency, "throughput": 812.4,
-            "throughput_batch": 16}
+            "throughput_batch": 16, "n_samples": 272}
 
 
 RESULTS = {"linear_probe": _result(0.8125, 4.0e8, 3_400_000, 9.5),

@@ -18,6 +18,7 @@ from ft_pipelines.core.utils import (
     model_size_bytes,
     on_device,
     preserved_modes,
+    resolve_runtime,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,18 @@ def measure_throughput(
 
 
 def cost_metrics(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters, MACs, size on disk, CPU latency at batch 1 and throughput at batch 64."""
+    """Parameters, MACs, size on disk, latency at batch 1 and throughput at batch 64, timed on
+    ``params["device"]`` in ``params["precision"]`` (runtime.*; synchronised on GPUs)."""
     size = model.backbone_cfg.input_size
     shape = (3, size, size)
     batch = int(params.get("throughput_batch", 64))
-    latency = measure_latency(model, shape, 1, int(params.get("latency_warmup", 10)),
-                              int(params.get("latency_runs", 50)))
+    runtime = resolve_runtime(params)
+    with runtime.autocast():
+        latency = measure_latency(model, shape, 1, int(params.get("latency_warmup", 10)),
+                                  int(params.get("latency_runs", 50)), device=runtime.device)
+        throughput = measure_throughput(model, shape, batch, device=runtime.device)
     macs, _ = count_macs_params(model, torch.zeros(1, *shape))
     return {"params": count_params(model), "macs": macs,
             "size_bytes": model_size_bytes(model), "latency_ms": latency["median_ms"],
             "latency_p90_ms": latency["p90_ms"],
-            "throughput": measure_throughput(model, shape, batch), "throughput_batch": batch}
+            "throughput": throughput, "throughput_batch": batch}

@@ -25,6 +25,7 @@ from ft_pipelines.core.evaluation.baselines import (
 from ft_pipelines.core.evaluation.cost import cost_metrics
 from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
+from ft_pipelines.core.utils import resolve_runtime
 
 logger = logging.getLogger(__name__)
 TABLE_COLUMNS = ["top1", "top5", "macro_f1", "ece", "params", "macs", "size_bytes",
@@ -62,6 +63,7 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
     fitted on its frozen features of the training split) and the trained classifiers.
     """
     test = splits["test"]
+    runtime = resolve_runtime(params)  # runtime.device / runtime.precision
     results, figures = {}, {}
     for name, model in models.items():
         if name == "linear_probe":
@@ -69,9 +71,11 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                                        int(params.get("probe_max_iter", 2000)))
         model.eval()
         cfg = model.backbone_cfg
-        probs = predict(model, test.images, cfg.mean, cfg.std)
+        with runtime.autocast():
+            probs = predict(model, test.images, cfg.mean, cfg.std, device=runtime.device)
         scores = classification_metrics(probs, test.labels.numpy(), class_names)
         scores.update(cost_metrics(model, params))
+        scores.update(runtime.describe())  # where latency/throughput were measured
         results[name] = scores
         logger.info("%s: top-1 %.4f, %.1f MMACs, %.2f ms", name, scores["top1"],
                     scores["macs"] / 1e6, scores["latency_ms"])

@@ -29,6 +29,7 @@ from ft_pipelines.core.utils import (
     model_size_bytes,
     normalise,
     preserved_modes,
+    resolve_device,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate
     layers = prunable_bn_layers(model)
     scales = None
     if method == "taylor_gate":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(params.get("device", "auto"))  # runtime.device
         batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
         with ChannelGates(model, layers) as gates:
             train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
@@ -160,11 +161,12 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
     lr = float(params.get("lr", 0.01))
     seed = int(params.get("seed", 0))
+    runtime = {k: params[k] for k in ("device", "precision") if k in params}  # runtime.*
 
     def recover(pruned: nn.Module, step: int) -> None:
         if step + 1 < int(params.get("steps", 1)) and int(params.get("recovery_epochs", 1)) > 0:
             config = TrainConfig(epochs=int(params.get("recovery_epochs", 1)), lr_pretrained=lr,
-                                 lr_new=lr, seed=seed + 100 + step, progress=False)
+                                 lr_new=lr, seed=seed + 100 + step, progress=False, **runtime)
             _train(pruned, splits, config)
             pruned.cpu()
 
@@ -181,7 +183,7 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
                        channel_strength=importance_strength(model, table,
                                                             summary["removed_channels"]))
     config = TrainConfig(epochs=int(params.get("finetune_epochs", 4)), lr_pretrained=lr,
-                         lr_new=lr, seed=seed, warmup_epochs=0.0)
+                         lr_new=lr, seed=seed, warmup_epochs=0.0, **runtime)
     history = _train(model, splits, config, regularizer, checkpoint_dir)
     summary.pop("removed_channels")  # original indices: large, and derivable from the table
     return model.cpu(), summary, history

@@ -147,6 +147,8 @@ class Checkpointing(Callback):
         self.directory = Path(directory)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict) -> None:
+        if not trainer.is_main:  # data-parallel ranks hold the same state: rank 0 writes it
+            return
         tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
         optim_tensors, optim_meta = flatten_optimizer(trainer.optimizer)
         tensors.update(optim_tensors)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from ft_pipelines.core.utils import Runtime, resolve_runtime
 
 
 @dataclass
 class TrainConfig:
-    """How to train; every field maps to a ``finetune.*`` parameter."""
+    """How to train: ``finetune.*`` parameters (device and precision: ``runtime.*``)."""
 
     epochs: int = 5
     batch_size: int = 64
@@ -26,7 +26,8 @@ class TrainConfig:
     patience: int | None = None
     augment: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"                # runtime.device
+    precision: str = "auto"             # runtime.precision
     label_smoothing: float = 0.0
     use_cache: bool = True
     progress: bool = True
@@ -45,7 +46,5 @@ class TrainConfig:
         if self.schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"schedule={self.schedule!r}: use 'cosine', 'step' or 'constant'")
 
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+    def resolved_runtime(self) -> Runtime:
+        return resolve_runtime({"device": self.device, "precision": self.precision})

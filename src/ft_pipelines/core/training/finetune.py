@@ -16,8 +16,19 @@ from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.regularizers import attention_from_frame, build_regularizer, delta_layers
 from ft_pipelines.core.training.callbacks import default_callbacks
 from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.distributed import (
+    backend_name,
+    join_launched_world,
+    spawn_data_parallel,
+    world,
+)
 from ft_pipelines.core.training.trainer import Trainer
-from ft_pipelines.core.utils import classifier_name, head_parameter_names
+from ft_pipelines.core.utils import (
+    classifier_name,
+    head_parameter_names,
+    launched_world_size,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +58,34 @@ def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
 
 def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
                    params: dict[str, Any], attention: pd.DataFrame | None = None,
-                   checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, pd.DataFrame]:
-    """Train ``model`` (in place) as planned; returns it and the per-epoch history."""
+                   checkpoint_dir: str | Path | None = None,
+                   runtime: dict[str, Any] | None = None) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``model`` (in place) as planned; returns it and the per-epoch history.
+
+    ``runtime`` (the ``runtime`` parameters block) sets device, precision and data parallelism:
+    under torchrun the launched processes train together; with ``distributed.processes`` N > 1
+    N processes are spawned here and rank 0's weights come back.
+    """
+    runtime = dict(runtime or {})
+    params = {**params, "device": runtime.get("device", "auto"),
+              "precision": runtime.get("precision", "auto")}
+    processes = int((runtime.get("distributed") or {}).get("processes", 1))
+    args = (model, splits, plan, params, attention, checkpoint_dir)
+    if launched_world_size() > 1:
+        join_launched_world(resolve_device(params["device"]))
+        return _finetune_here(*args)
+    if processes == 1:
+        return _finetune_here(*args)
+    trained, history = spawn_data_parallel(_finetune_here, args, processes,
+                                           resolve_device(params["device"]))
+    model.load_state_dict(trained.state_dict())
+    return model, history
+
+
+def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
+                   params: dict[str, Any], attention: pd.DataFrame | None,
+                   checkpoint_dir: str | Path | None) -> tuple[nn.Module, pd.DataFrame]:
+    """Fine-tuning in this process (one rank of several when a process group exists)."""
     labels = torch.cat([splits["train"].labels, splits["val"].labels])
     head = model.get_submodule(classifier_name(model))
     if int(labels.max()) >= head.out_features:
@@ -71,8 +108,14 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     # anchor and the DELTA reference, with exactly the module names of the network being trained.
     # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
     regularizer = build_regularizer(name, model, model, reg, weights)
+    if world()[0] > 0:
+        config.progress = False  # one progress bar: rank 0's
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
     history["regularizer"] = regularizer.name
+    history["processes"] = trainer.world_size
+    history["backend"] = backend_name()
+    history["device"] = str(trainer.device)
+    history["precision"] = trainer.runtime.precision
     return model.cpu(), history

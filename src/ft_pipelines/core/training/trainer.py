@@ -23,6 +23,12 @@ from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.regularizers import CompositeRegularizer, Regularizer
 from ft_pipelines.core.training.cache import SplitModel, frozen_prefix_length, prefix_activations
 from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.distributed import (
+    all_reduce_sum,
+    rank_slice,
+    world,
+    wrap_data_parallel,
+)
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
 from ft_pipelines.core.utils import normalise
 
@@ -96,12 +102,19 @@ class Trainer:
         self.regularizer = regularizer if regularizer is not None else CompositeRegularizer([])
         self.callbacks = list(callbacks)
         self.new_param_names = set(new_param_names or ())
-        self.device = config.resolved_device()
+        self.runtime = config.resolved_runtime()
+        self.device = self.runtime.device
+        self.rank, self.world_size = world()  # several under torchrun or spawned processes
         self.history: list[dict] = []
         self.stop = False
         self.steps_per_epoch = 0
         self.start_epoch = 0  # a checkpoint callback moves it on when resuming
         self.optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): the one that writes files."""
+        return self.rank == 0
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -116,7 +129,7 @@ class Trainer:
             # fixed inputs: what the regulariser derives from them (DELTA's reference maps) is
             # computed once, after which it may no longer need the images (see the cache below)
             self.regularizer.precompute_reference(
-                normalise(train.images[:], cfg.mean, cfg.std).to(self.device)
+                normalise(self.runtime.to_device(train.images[:]), cfg.mean, cfg.std)
             )
         if (
             augment is None
@@ -138,11 +151,13 @@ class Trainer:
 
     def fit(self, train: ImageData, val: ImageData) -> pd.DataFrame:
         """Train, select the best epoch on ``val``; returns one history row per epoch."""
-        self.model.to(self.device)
+        self.runtime.prepare(self.model)
         net, train_x, val_x, transform = self._prepare_inputs(train, val)
         self.regularizer.attach(self.model)
         exempt = self.regularizer.decay_exempt()
         self.optimizer = build_optimizer(self.model, self.config, self.new_param_names, exempt)
+        self.scaler = self.runtime.grad_scaler()
+        train_net = wrap_data_parallel(net, self.device)  # averages gradients over the ranks
         self.steps_per_epoch = math.ceil(len(train) / self.config.batch_size)
         self.start_epoch = 0
         self._call("on_train_start")
@@ -151,7 +166,7 @@ class Trainer:
                 if self.stop:
                     break
                 self._call("on_epoch_start", epoch)
-                row = self._train_epoch(net, train_x, train.labels, transform, epoch)
+                row = self._train_epoch(train_net, train_x, train.labels, transform, epoch)
                 row.update(self._evaluate(net, val_x, val.labels, transform))
                 self.history.append(row)
                 self._call("on_epoch_end", epoch, row)
@@ -173,9 +188,11 @@ class Trainer:
         sums = {"loss": 0.0, "correct": 0, "reg": 0.0, "seen": 0}
         started = time.perf_counter()
         for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
-            idx = order[start : start + config.batch_size]
-            x = inputs[idx].to(self.device)
-            y = labels[idx].to(self.device)
+            idx, weight = order[start : start + config.batch_size], 1.0
+            if self.world_size > 1:
+                idx, weight = rank_slice(idx, self.rank, self.world_size)
+            x = self.runtime.to_device(inputs[idx])
+            y = self.runtime.to_device(labels[idx])
             if transform is not None:
                 x = transform(x, True)
             self.regularizer.select(idx)
@@ -184,10 +201,20 @@ class Trainer:
             )
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            logits = net(x)
-            loss = nn.functional.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            reg = self.regularizer.penalty(self.model, x)
-            total = loss + reg
+            with self.runtime.autocast():
+                logits = net(x)
+                if self.world_size == 1:
+                    loss = nn.functional.cross_entropy(
+                        logits, y, label_smoothing=config.label_smoothing
+                    )
+                    objective = loss
+                else:  # this rank's share of the global batch mean (see rank_slice)
+                    summed = nn.functional.cross_entropy(
+                        logits, y, reduction="sum", label_smoothing=config.label_smoothing
+                    )
+                    loss, objective = summed.detach() / len(idx), summed * weight
+                reg = self.regularizer.penalty(self.model, x)
+            total = objective + reg
             if not torch.isfinite(total):
                 raise FloatingPointError(
                     f"Loss became {total.item()} at epoch {epoch + 1}, batch {batch_index + 1} "
@@ -195,12 +222,13 @@ class Trainer:
                     "checkpoint is kept; lower the learning rate or the regulariser weight."
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
-            n = len(idx)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            n = len(idx) if weight else 0  # a weight-0 stand-in sample is not counted
             sums["loss"] += loss.item() * n
             sums["reg"] += reg.item() * n
-            sums["correct"] += int((logits.argmax(1) == y).sum())
+            sums["correct"] += int((logits.argmax(1) == y).sum()) if n else 0
             sums["seen"] += n
             elapsed = time.perf_counter() - started
             self._call(
@@ -214,6 +242,8 @@ class Trainer:
                     "images_per_s": sums["seen"] / elapsed,
                 },
             )
+        keys = ("loss", "reg", "correct", "seen")
+        sums = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], self.device), strict=True))
         seconds = time.perf_counter() - started
         return {
             "epoch": epoch + 1,
@@ -231,13 +261,19 @@ class Trainer:
     ) -> dict:
         net.eval()
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(labels), 256):
-            x = inputs[start : start + 256].to(self.device)
-            y = labels[start : start + 256].to(self.device)
+        # each rank scores its contiguous part (slices: views, no copies); the sums are added
+        sizes = [len(p) for p in torch.arange(len(labels)).tensor_split(self.world_size)]
+        first = sum(sizes[: self.rank])
+        last = first + sizes[self.rank]
+        for start in range(first, last, 256):
+            x = self.runtime.to_device(inputs[start : min(start + 256, last)])
+            y = self.runtime.to_device(labels[start : min(start + 256, last)])
             if transform is not None:
                 x = transform(x, False)
-            logits = net(x)
-            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            with self.runtime.autocast():
+                logits = net(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum())
+        loss_sum, correct = all_reduce_sum([loss_sum, correct], self.device)
         n = max(1, len(labels))
         return {"val_loss": loss_sum / n, "val_acc": correct / n}

@@ -1,5 +1,6 @@
 """Generic helpers, one per concept: mode/device save-restore, atomic file writes, the classifier
-lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisation."""
+lookup, counting (MACs, parameters, bytes), run fingerprints, input normalisation, the rank of a
+launched process, the device and precision loops run in."""
 
 from ft_pipelines.core.utils.atomic import atomic_write
 from ft_pipelines.core.utils.classifier import classifier_name, head_parameter_names, last_linear
@@ -10,11 +11,14 @@ from ft_pipelines.core.utils.fingerprint import (
     environment_fingerprint,
     run_fingerprint,
 )
+from ft_pipelines.core.utils.launch import launched_rank, launched_world_size
 from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
 from ft_pipelines.core.utils.normalise import normalise
+from ft_pipelines.core.utils.runtime import Runtime, resolve_device, resolve_runtime
 
 __all__ = [
     "RUN_ONLY_KEYS",
+    "Runtime",
     "atomic_write",
     "classifier_name",
     "code_fingerprint",
@@ -23,10 +27,14 @@ __all__ = [
     "environment_fingerprint",
     "head_parameter_names",
     "last_linear",
+    "launched_rank",
+    "launched_world_size",
     "model_device",
     "model_size_bytes",
     "normalise",
     "on_device",
     "preserved_modes",
+    "resolve_device",
+    "resolve_runtime",
     "run_fingerprint",
 ]

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 compute_channel_importance,
                 inputs=["finetuned_model", "images", "params:importance",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["channel_importance", "importance_plot"],
                 name="compute_channel_importance",
             ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
@@ -9,26 +11,44 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.evaluation import (
     comparison_table,
+    confusion_matrix_figure,
     evaluate_models,
     flag_rejected_pruning,
+    mark_not_recommended,
     render_report,
 )
+from ft_pipelines.core.export import OnnxModel, evaluate_onnx
 from ft_pipelines.core.models import check_model_fits_data
-from ft_pipelines.params import EvaluationParams
+from ft_pipelines.params import EvaluationParams, RuntimeParams
 
 
 def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_model: nn.Module,
-             pruning_summary: dict, images: pd.DataFrame, class_names: list[str],
-             evaluation: EvaluationParams, decode_cache_dir: str | None
-             ) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
+             pruning_summary: dict, finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
+             pruned_int8: OnnxModel | None, export_report: dict[str, Any], images: pd.DataFrame,
+             class_names: list[str], evaluation: EvaluationParams, decode_cache_dir: str | None,
+             runtime: RuntimeParams) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
+    """PyTorch rows, the exported ONNX/int8 rows (onnxruntime, same threads) and baselines."""
     for name, model in (("finetuned_model", finetuned_model), ("pruned_model", pruned_model)):
         check_model_fits_data(model, images, class_names, model_name=name)
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
-    results, _, figures = evaluate_models(models, splits, class_names, evaluation.model_dump())
-    flag_rejected_pruning(results, pruning_summary)
+    settings = {**evaluation.model_dump(), "device": runtime.device,
+                "precision": runtime.precision}
+    results, _, figures = evaluate_models(models, splits, class_names, settings)
+    exported = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
+                "pruned_int8": pruned_int8}
+    for name, model in exported.items():
+        if isinstance(model, OnnxModel):  # pruned_int8 is absent with export.quantize: null
+            results[name] = evaluate_onnx(model, splits["test"], class_names,
+                                          evaluation.model_dump())
+            figures[name] = confusion_matrix_figure(results[name]["confusion"], class_names,
+                                                    f"{name}: test confusion")
+    int8_check = (export_report.get("models") or {}).get("pruned_int8") or {}
+    if "pruned_int8" in results and int8_check.get("recommended") is False:
+        mark_not_recommended(results, "pruned_int8", int8_check["reason"])
+    flag_rejected_pruning(results, pruning_summary, rows=("pruned", "pruned_onnx", "pruned_int8"))
     return results, comparison_table(results), figures
 
 

@@ -9,8 +9,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate,
                 inputs=["pretrained_model", "finetuned_model", "pruned_model", "pruning_summary",
+                        "finetuned_onnx", "pruned_onnx", "pruned_int8", "export_report",
                         "images", "class_names", "params:evaluation",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["evaluation_metrics", "comparison_table", "confusion_matrices"],
                 name="evaluate_models",
             ),

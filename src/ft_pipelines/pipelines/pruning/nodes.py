@@ -13,23 +13,25 @@ from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.models import check_model_fits_data, record_training_data
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
-from ft_pipelines.params import FinetuneParams, PruningParams
+from ft_pipelines.params import FinetuneParams, PruningParams, RuntimeParams
 
 
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
-          pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None
-          ) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
+          pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None,
+          runtime: RuntimeParams) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
     check_model_fits_data(finetuned_model, images, model_name="finetuned_model")
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     settings = pruning.model_dump()
     table = (channel_importance if pruning.importance == "taylor_gate"
-             else score_channels(finetuned_model, splits["train"], pruning.importance, settings))
+             else score_channels(finetuned_model, splits["train"], pruning.importance,
+                                 {**settings, "device": runtime.device}))
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {}, settings,
                               {"importance": table})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
+    settings.update(device=runtime.device, precision=runtime.precision)  # not in the key above
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
                                                  checkpoint_dir)
     return record_training_data(model, images), summary, history, learning_curves(history)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -17,13 +18,13 @@ from ft_pipelines.core.regularizers import (
     delta_attention,
 )
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
-from ft_pipelines.core.utils import run_fingerprint
-from ft_pipelines.params import FinetuneParams
+from ft_pipelines.core.utils import resolve_runtime, run_fingerprint
+from ft_pipelines.params import FinetuneParams, RuntimeParams
 
 
 def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
-                            finetune: FinetuneParams, decode_cache_dir: str | None
-                            ) -> pd.DataFrame:
+                            finetune: FinetuneParams, decode_cache_dir: str | None,
+                            runtime: RuntimeParams) -> pd.DataFrame:
     """DELTA's per-channel weights; an empty table when the regulariser is not DELTA."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
     regularizer = resolve_regularizer(finetune_plan, finetune.regularizer.model_dump())
@@ -33,12 +34,14 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
     size = surgered_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
     probe_data = stratified_subset(train, finetune.delta_probe_images, finetune.seed)
-    return delta_attention(surgered_model, probe_data, finetune.seed)
+    # a copy on runtime.device: the probes and channel-drop passes run where the model is
+    model = copy.deepcopy(surgered_model).to(resolve_runtime(runtime.model_dump()).device)
+    return delta_attention(model, probe_data, finetune.seed)
 
 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
-             delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None
-             ) -> tuple[nn.Module, pd.DataFrame, Figure]:
+             delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
+             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
     """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
     size = surgered_model.backbone_cfg.input_size
@@ -50,5 +53,5 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
                               settings, {"delta_attention": delta_attention})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
     model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
-                                    delta_attention, checkpoint_dir)
+                                    delta_attention, checkpoint_dir, runtime.model_dump())
     return record_training_data(model, images), history, learning_curves(history)

@@ -9,14 +9,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 compute_delta_attention,
                 inputs=["surgered_model", "images", "finetune_plan", "params:finetune",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs="delta_attention",
                 name="compute_delta_attention",
             ),
             Node(
                 finetune,
                 inputs=["surgered_model", "images", "finetune_plan", "delta_attention",
-                        "params:finetune", "params:ingestion.decode_cache_dir"],
+                        "params:finetune", "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["finetuned_model", "training_history", "learning_curves_plot"],
                 name="finetune",
             ),
