@@ -58,24 +58,30 @@ class PlannedRegularizer(RegularizerSettings):
 
 class TrainingPlan(Schema):
     epochs: Count
+    min_steps: Count = 1  # optimiser steps at least: max(epochs x steps_per_epoch, min_steps)
     lr_pretrained: LearningRate
     lr_new: LearningRate
     regularizer: PlannedRegularizer
 
 
-def _plan(epochs: int, lr_pretrained: float, lr_new: float, **regularizer: Any) -> Any:
+def _plan(epochs: int, min_steps: int, lr_pretrained: float, lr_new: float,
+          **regularizer: Any) -> Any:
     return Field(default_factory=lambda: TrainingPlan(
-        epochs=epochs, lr_pretrained=lr_pretrained, lr_new=lr_new,
+        epochs=epochs, min_steps=min_steps, lr_pretrained=lr_pretrained, lr_new=lr_new,
         regularizer=PlannedRegularizer(**regularizer)))
 
 
 class StrategyTraining(Schema):
-    """Per strategy: epochs, learning rates, regulariser (references.md)."""
+    """Per strategy: epochs, min_steps, learning rates, regulariser (references.md).
 
-    head_only: TrainingPlan = _plan(15, 0.01, 0.05, name="l2", beta=0.0001)
-    partial_finetune: TrainingPlan = _plan(8, 0.02, 0.05, name="l2_sp", alpha=0.01, beta=0.01)
-    full_finetune: TrainingPlan = _plan(8, 0.01, 0.05, name="l2_sp", alpha=0.1, beta=0.01)
-    from_scratch: TrainingPlan = _plan(30, 0.05, 0.05, name="l2", beta=0.0005)
+    min_steps sit below the default demo's epochs x steps (digits: 20 steps per epoch), so they
+    only lengthen runs on small data sets (60 images: one step per epoch)."""
+
+    head_only: TrainingPlan = _plan(15, 100, 0.01, 0.05, name="l2", beta=0.0001)
+    partial_finetune: TrainingPlan = _plan(8, 150, 0.02, 0.05, name="l2_sp", alpha=0.01,
+                                           beta=0.01)
+    full_finetune: TrainingPlan = _plan(8, 150, 0.01, 0.05, name="l2_sp", alpha=0.1, beta=0.01)
+    from_scratch: TrainingPlan = _plan(30, 300, 0.05, 0.05, name="l2", beta=0.0005)
 
     @model_validator(mode="before")
     @classmethod

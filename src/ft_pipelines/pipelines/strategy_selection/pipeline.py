@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 plan_finetuning,
                 inputs=["dataset_profile", "similarity_metrics", "layer_divergence",
-                        "params:strategy"],
+                        "params:strategy", "params:finetune"],
                 outputs="finetune_plan",
                 name="plan_finetuning",
             ),
