@@ -18,6 +18,7 @@ from ft_pipelines.core.similarity.domain import (
 )
 from ft_pipelines.core.similarity.features import Features, extract_features
 from ft_pipelines.core.similarity.report import reference_signals, similarity_report
+from ft_pipelines.core.similarity.resolution import analysis_images, resize_images
 from ft_pipelines.core.similarity.transferability import (
     LogMEResult,
     h_score,
@@ -32,6 +33,7 @@ __all__ = [
     "Features",
     "LogMEResult",
     "aggregate_divergence",
+    "analysis_images",
     "bn_divergence",
     "earth_movers_distance",
     "emd_domain_distance",
@@ -46,6 +48,7 @@ __all__ = [
     "nce",
     "proxy_a_distance",
     "reference_signals",
+    "resize_images",
     "similarity_report",
     "symmetric_kl_diag_gaussian",
 ]
