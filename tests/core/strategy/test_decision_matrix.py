@@ -38,14 +38,16 @@ def test_decision_matrix(per_class, divergence, expected):
 
 
 def test_partial_trains_from_where_divergence_rises():
-    plan = select_strategy(profile(20), {"bn_divergence": 1.5}, LAYERS, BLOCKS, PARAMS, batch_size=64)
+    plan = select_strategy(profile(20), {"bn_divergence": 1.5}, LAYERS, BLOCKS, PARAMS,
+                           batch_size=64)
     assert plan["trainable_blocks"] == 2  # the big rise enters blocks.2
     assert any("block 2" in reason for reason in plan["reasons"])
 
 
 def test_override_is_recorded():
     params = {**PARAMS, "override": "full_finetune"}
-    plan = select_strategy(profile(20), {"bn_divergence": 0.5}, LAYERS, BLOCKS, params, batch_size=64)
+    plan = select_strategy(profile(20), {"bn_divergence": 0.5}, LAYERS, BLOCKS, params,
+                           batch_size=64)
     assert plan["strategy"] == "full_finetune" and plan["recommended"] == "head_only"
     assert plan["decided_by"] == "override"
 

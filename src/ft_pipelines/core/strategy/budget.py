@@ -1,4 +1,4 @@
-"""Training budgets in optimiser steps: a tiny data set still gets a meaningful number of updates."""
+"""Training budgets in optimiser steps: a tiny data set still gets a meaningful number of steps."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ def resolve_budget(training: dict[str, Any], train_images: int, batch_size: int)
     resolved_epochs = math.ceil(steps / steps_per_epoch)
     if steps > epochs * steps_per_epoch:
         reason = (f"{epochs} epochs x {steps_per_epoch} steps = {epochs * steps_per_epoch} < "
-                  f"min_steps {min_steps}: {resolved_epochs} epochs ({resolved_epochs * steps_per_epoch}"
-                  " steps)")
+                  f"min_steps {min_steps}: {resolved_epochs} epochs "
+                  f"({resolved_epochs * steps_per_epoch} steps)")
     else:
-        reason = f"{epochs} epochs x {steps_per_epoch} steps = {steps} steps (>= min_steps {min_steps})"
+        reason = (f"{epochs} epochs x {steps_per_epoch} steps = {steps} steps "
+                  f"(>= min_steps {min_steps})")
     return {
         "epochs_configured": epochs,
         "min_steps": min_steps,
