@@ -19,7 +19,7 @@ STAGE_NODES = {
     "data_ingestion": {"ingest_images"},
     "pretrained_backbone": {"load_backbone"},
     "similarity_analysis": {"analyse_similarity"},
-    "strategy_selection": {"plan_finetuning"},
+    "strategy_selection": {"plan_finetuning", "select_by_pilot"},
     "backbone_surgery": {"perform_surgery"},
     "regularized_finetuning": {"compute_delta_attention", "finetune"},
     "channel_importance": {"compute_channel_importance"},

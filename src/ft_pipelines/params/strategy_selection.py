@@ -129,7 +129,24 @@ class PartialFinetune(Schema):
         return self
 
 
+class PilotSettings(Schema):
+    """strategy.mode=pilot: short trials of the candidates, successive halving on validation."""
+
+    candidates: Literal["auto"] | list[StrategyName] = "auto"  # auto: all four that are possible
+    budget_fraction: float = Field(default=0.5, gt=0, le=1)  # of the recommendation's steps
+    from_scratch_min_per_class: Count = 50  # auto leaves from_scratch out below this
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> PilotSettings:
+        if self.candidates != "auto" and len(set(self.candidates)) < 2:
+            raise invalid("candidates", f"needs at least two strategies to compare, got "
+                                        f"{self.candidates}")
+        return self
+
+
 class StrategyParams(Schema):
+    mode: Literal["matrix", "pilot"] = "matrix"
+    pilot: PilotSettings = Field(default_factory=PilotSettings)
     override: Literal["auto", StrategyName] = "auto"
     size: SizeThresholds = Field(default_factory=SizeThresholds)
     similarity: SimilarityThreshold = Field(default_factory=SimilarityThreshold)

@@ -147,6 +147,8 @@ def select_strategy(
     reasons.append(f"budget: {budget['reason']}")
     return {
         "strategy": strategy,
+        "mode": "matrix",
+        "start_from": "pretrained",
         "recommended": recommended,
         "decided_by": "auto" if override == "auto" else "override",
         "size": size,
@@ -165,3 +167,16 @@ def select_strategy(
         },
         "regularizer": dict(training["regularizer"]),
     }
+
+
+def candidate_plans(profile: dict[str, Any], metrics: dict[str, Any],
+                    layer_divergence: pd.DataFrame, blocks: list[str], params: dict[str, Any],
+                    strategies: list[str], *, batch_size: int) -> dict[str, dict[str, Any]]:
+    """The plan each strategy would get (blocks, regulariser, budget), for the pilot trials."""
+    plans = {}
+    for strategy in strategies:
+        plan = select_strategy(profile, metrics, layer_divergence, blocks,
+                               {**params, "override": strategy}, batch_size=batch_size)
+        plan["reasons"] = [r for r in plan["reasons"] if not r.startswith("strategy.override=")]
+        plans[strategy] = plan
+    return plans

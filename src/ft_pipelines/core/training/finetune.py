@@ -47,8 +47,13 @@ def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
 
 def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
                    params: dict[str, Any], attention: pd.DataFrame | None = None,
-                   checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, pd.DataFrame]:
-    """Train ``model`` (in place) as planned; returns it and the per-epoch history."""
+                   checkpoint_dir: str | Path | None = None, anchor: nn.Module | None = None
+                   ) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``model`` (in place) as planned; returns it and the per-epoch history.
+
+    ``anchor``: the L2-SP anchor / DELTA reference when ``model`` has already trained (a pilot
+    trial continuing); by default ``model`` itself, which still holds the pretrained weights.
+    """
     labels = torch.cat([splits["train"].labels, splits["val"].labels])
     head = model.get_submodule(classifier_name(model))
     if int(labels.max()) >= head.out_features:
@@ -70,7 +75,8 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     # Before training, the surgered model still holds the pretrained weights: it is the L2-SP
     # anchor and the DELTA reference, with exactly the module names of the network being trained.
     # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
-    regularizer = build_regularizer(name, model, model, reg, weights)
+    regularizer = build_regularizer(name, model, anchor if anchor is not None else model, reg,
+                                    weights)
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
