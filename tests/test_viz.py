@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_NODES = {
     "data_ingestion": {"ingest_images"},
-    "pretrained_backbone": {"load_backbone"},
+    "pretrained_backbone": {"rank_backbones", "load_backbone"},
     "similarity_analysis": {"analyse_similarity"},
     "strategy_selection": {"plan_finetuning", "select_by_pilot"},
     "backbone_surgery": {"perform_surgery"},
