@@ -126,9 +126,9 @@ def plan_table(rows: pd.DataFrame, picks: pd.DataFrame, dataset: str, size: str)
     for strategy in STRATEGIES:
         cells = grid[grid["strategy"] == strategy]
         if cells.empty:
-            why = mine.loc[mine["strategy"] == strategy, "reason"]
-            lines.append(f"| {strategy} | not run{': ' + why.iloc[0] if len(why) else ''} "
-                         "| | | | |")
+            why = mine.loc[mine["strategy"] == strategy, "reason"].dropna()
+            state = f"not run: {why.iloc[0]}" if len(why) else "not finished"
+            lines.append(f"| {strategy} | {state} | | | | |")
             continue
         means[strategy] = 100 * cells["test_top1"].mean()
         lines.append(row_line(strategy, cells))
@@ -154,8 +154,8 @@ def plan_table(rows: pd.DataFrame, picks: pd.DataFrame, dataset: str, size: str)
             "test_top1"].mean()
         gap = best_on - 100 * cells[cells["seed"].isin(common)]["test_top1"].mean()
         verdict = "yes" if within_goal(gap, test_images) else "no"
-        parts.append(f"- {name}: gap to the best cell ({best}) {gap:+.1f} points over seeds "
-                     f"{sorted(common)}; within max(1 point, one test image = "
+        parts.append(f"- {name}: gap to the best finished cell ({best}) {gap:+.1f} points over "
+                     f"seeds {sorted(common)}; within max(1 point, one test image = "
                      f"{100 / test_images:.1f}): **{verdict}**")
     if len(pilot) and len(matrix):
         extra = pilot["pilot_seconds"].mean()
