@@ -2,8 +2,11 @@
 
 Every cell runs the same core functions the Kedro nodes chain (ingest -> similarity -> plan ->
 surgery -> [DELTA attention] -> fine-tune -> test), with the project's parameters from
-``conf/base`` and only the grid's own choices overridden. Rows are appended to a CSV one by one;
-a restarted run skips the cells already there. Each row is also an MLflow run (one experiment per
+``conf/base`` and only the grid's own choices overridden. ``--regularizers plan`` runs each
+strategy with its plan's regulariser (the grid the pipeline itself can choose from); a
+``pilot`` cell per (dataset, size, seed) runs ``strategy.mode: pilot`` exactly (trials, then the
+winner continues). Rows are appended to a CSV one by one; a restarted run skips the cells
+already there. Each row is also an MLflow run (one experiment per
 study, in the project's store unless --tracking-uri / MLFLOW_TRACKING_URI say otherwise), with the
 per-epoch curves. See ``benchmarks/study.md``.
 """
@@ -46,7 +49,13 @@ from ft_pipelines.core.evaluation import classification_metrics, predict  # noqa
 from ft_pipelines.core.models import apply_surgery, create_backbone  # noqa: E402
 from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
 from ft_pipelines.core.similarity import similarity_report  # noqa: E402
-from ft_pipelines.core.strategy import select_strategy  # noqa: E402
+from ft_pipelines.core.strategy import (  # noqa: E402
+    candidate_plans,
+    pilot_candidates,
+    plan_after_pilot,
+    run_pilot,
+    select_strategy,
+)
 from ft_pipelines.core.training import finetune_model  # noqa: E402
 from ft_pipelines.tracking import records  # noqa: E402
 
@@ -68,11 +77,14 @@ REGULARIZERS: dict[str, dict[str, Any]] = {
     "delta": {"name": "delta", "alpha": 0.01, "beta": 0.01},
 }
 AUTO = "auto"  # the extra cell per (dataset, size, seed): exactly the plan that auto makes
+PILOT = "pilot"  # strategy.mode=pilot: trials, then the winner continues to its full budget
+PLAN = "plan"  # --regularizers plan: each strategy with its plan's regulariser
 COLUMNS = [
     "kind", "dataset", "size", "strategy", "regularizer", "seed", "size_px", "epochs",
     "status", "reason", "regularizer_params", "trainable_blocks", "train_images",
     "val_images", "test_images", "selected_epoch", "val_acc", "val_loss", "test_top1",
-    "test_macro_f1", "wall_s", "threads", "finished_at",
+    "test_macro_f1", "wall_s", "threads", "finished_at", "steps", "recommended",
+    "pilot_seconds", "pilot_steps", "pilot_trials",
 ]
 KEY = ("kind", "dataset", "size", "strategy", "regularizer", "seed", "size_px", "epochs")
 RESULTS = ("selected_epoch", "val_acc", "val_loss", "test_top1", "test_macro_f1", "wall_s")
@@ -100,11 +112,17 @@ class Cell:
     seed: int
 
 
-def grid_cells(datasets: list[str], sizes: list[str], seeds: list[int]) -> Iterator[Cell]:
-    """Seed by seed (a stopped run still has whole grids); in each: auto cell, then the grid."""
+def grid_cells(datasets: list[str], sizes: list[str], seeds: list[int],
+               regularizers: list[str], pilot: bool = True) -> Iterator[Cell]:
+    """Seed by seed (a stopped run still has whole grids); in each: the auto cell (only with
+    fixed regularisers: with ``plan`` it is the grid cell of the recommended strategy), the
+    pilot cell, then the grid."""
     for seed, size, dataset in itertools.product(seeds, sizes, datasets):
-        yield Cell(AUTO, dataset, size, AUTO, "plan", seed)
-        for strategy, reg in itertools.product(STRATEGIES, REGULARIZERS):
+        if regularizers != [PLAN]:
+            yield Cell(AUTO, dataset, size, AUTO, PLAN, seed)
+        if pilot:
+            yield Cell(PILOT, dataset, size, PILOT, PLAN, seed)
+        for strategy, reg in itertools.product(STRATEGIES, regularizers):
             yield Cell("grid", dataset, size, strategy, reg, seed)
 
 
@@ -159,14 +177,18 @@ def backbone(size_px: int) -> nn.Module:
                            spec.get("library", "auto"))
 
 
+FULL_CAP: dict[str, int | None] = {}  # --full-cap DATASET=N: images per class at size "full"
+
+
 @cache
 def dataset_context(dataset: str, size: str, size_px: int) -> DatasetContext:
     """Ingest like the data_ingestion node, then similarity once per (dataset, size)."""
     ingestion = project_params()["ingestion"]
     good, bad = validate_records(load_records(dataset), ingestion.get("on_bad_image", "error"))
+    cap = SIZES[size] if size == "small" else FULL_CAP.get(dataset)
     table, class_names, profile = build_images_table(
         good, SMALL_SPLITS if size == "small" else ingestion.get("splits"),
-        int(ingestion.get("seed", 0)), max_per_class=SIZES[size],
+        int(ingestion.get("seed", 0)), max_per_class=cap,
         min_per_class=int(ingestion.get("min_per_class", 2)),
         on_duplicate=ingestion.get("on_duplicate", "error"), bad_images=bad)
     profile["source"] = dataset
@@ -178,9 +200,14 @@ def dataset_context(dataset: str, size: str, size_px: int) -> DatasetContext:
     return DatasetContext(profile, class_names, splits, metrics, layers)
 
 
+def batch_size() -> int:
+    return int(project_params()["finetune"]["batch_size"])
+
+
 def make_plan(ctx: DatasetContext, override: str) -> dict[str, Any]:
     strategy = {**project_params()["strategy"], "override": override}
-    return select_strategy(ctx.profile, ctx.metrics, ctx.layers, ctx.metrics["blocks"], strategy)
+    return select_strategy(ctx.profile, ctx.metrics, ctx.layers, ctx.metrics["blocks"], strategy,
+                           batch_size=batch_size())
 
 
 def auto_pick(ctx: DatasetContext, dataset: str, size: str, size_px: int) -> dict[str, Any]:
@@ -194,14 +221,24 @@ def auto_pick(ctx: DatasetContext, dataset: str, size: str, size_px: int) -> dic
             "logme": round(float(ctx.metrics["logme"]), 4),
             "trainable_blocks": plan["trainable_blocks"],
             "plan_regularizer": json.dumps(plan["regularizer"], sort_keys=True),
-            "plan_epochs": plan["epochs"]}
+            "plan_epochs": plan["epochs"], "plan_steps": plan["budget"]["steps"]}
 
 
 # ---------------------------------------------------------------------------- one cell
+def scratch_left_out(ctx: DatasetContext) -> str | None:
+    """The pilot's own rule: from_scratch is not tried on too few images per class."""
+    plan = make_plan(ctx, AUTO)
+    _, skipped = pilot_candidates(plan, {**project_params()["strategy"]["pilot"],
+                                         "candidates": "auto"})
+    return skipped[0] if skipped else None
+
+
 def run_cell(cell: Cell, size_px: int, epochs_spec: dict[str, int], scale: float
              ) -> dict[str, Any]:
     """Train and test one cell; returns its CSV row (a skipped row when skip_reason says so)."""
     ctx = dataset_context(cell.dataset, cell.size, size_px)
+    if cell.kind == PILOT:
+        return run_pilot_cell(ctx, cell, size_px)
     plan = make_plan(ctx, AUTO if cell.kind == AUTO else cell.strategy)
     strategy = plan["strategy"]
     plan["epochs"] = resolve_epochs(strategy, plan["epochs"], epochs_spec, scale)
@@ -211,18 +248,78 @@ def run_cell(cell: Cell, size_px: int, epochs_spec: dict[str, int], scale: float
            "epochs": plan["epochs"], "trainable_blocks": plan["trainable_blocks"],
            "threads": torch.get_num_threads(),
            **{f"{s}_images": len(ctx.splits[s]) for s in ("train", "val", "test")}}
+    row["steps"] = plan["epochs"] * plan["budget"]["steps_per_epoch"]
     reason = None if cell.kind == AUTO else skip_reason(cell.strategy, cell.regularizer)
+    if cell.kind == "grid" and cell.strategy == "from_scratch" and OPTIONS["scratch_as_pilot"]:
+        reason = reason or scratch_left_out(ctx)
     if reason:
         return {**row, "status": "skipped", "reason": reason}
-    regularizer = (dict(plan["regularizer"]) if cell.kind == AUTO
+    by_plan = cell.kind == AUTO or cell.regularizer == PLAN
+    regularizer = (dict(plan["regularizer"]) if by_plan
                    else dict(REGULARIZERS[cell.regularizer]))
-    if cell.kind == AUTO:
+    if by_plan:
         row["regularizer"] = f"plan:{regularizer['name']}"
     started = time.perf_counter()
     result = train_and_test(ctx, plan, regularizer, cell.seed)
     return {**row, **result, "status": "done", "reason": "",
             "regularizer_params": json.dumps(regularizer, sort_keys=True),
             "wall_s": round(time.perf_counter() - started, 1)}
+
+
+OPTIONS = {"scratch_as_pilot": True}  # --scratch-everywhere turns it off
+
+
+def finetune_settings(regularizer: dict[str, Any], seed: int) -> dict[str, Any]:
+    return {**project_params()["finetune"], "regularizer": regularizer, "seed": seed,
+            "progress": False, "resume": False, "checkpoint_dir": None}
+
+
+def run_pilot_cell(ctx: DatasetContext, cell: Cell, size_px: int) -> dict[str, Any]:
+    """strategy.mode=pilot as the strategy_selection and finetune nodes run it."""
+    started = time.perf_counter()
+    recommendation = make_plan(ctx, AUTO)
+    strategy_params = {**project_params()["strategy"], "override": AUTO}
+    candidates, skipped = pilot_candidates(recommendation, strategy_params["pilot"])
+    plans = candidate_plans(ctx.profile, ctx.metrics, ctx.layers, ctx.metrics["blocks"],
+                            strategy_params, candidates, batch_size=batch_size())
+    recommendation["candidate_plans"] = plans
+    torch.manual_seed(cell.seed)
+    params = finetune_settings({}, cell.seed)
+    winner, model, trials, epochs_done = run_pilot(
+        backbone(size_px), ctx.splits, plans, recommendation["recommended"],
+        strategy_params["pilot"], params, cell.seed)
+    pilot_seconds = time.perf_counter() - started
+    plan = plan_after_pilot(recommendation, winner, trials, epochs_done, skipped,
+                            strategy_params["pilot"])
+    model, history = finetune_model(model, ctx.splits, plan, params)
+    per_epoch = plan["budget"]["steps_per_epoch"]
+    return {"kind": PILOT, "dataset": cell.dataset, "size": cell.size, "strategy": winner,
+            "regularizer": PLAN, "seed": cell.seed, "size_px": size_px, "epochs": 0,
+            "trainable_blocks": plan["trainable_blocks"], "threads": torch.get_num_threads(),
+            **{f"{s}_images": len(ctx.splits[s]) for s in ("train", "val", "test")},
+            **test_scores(model, history, ctx), "status": "done", "reason": "",
+            "regularizer_params": json.dumps(plan["regularizer"], sort_keys=True),
+            "steps": (epochs_done + plan["epochs"]) * per_epoch,
+            "recommended": recommendation["recommended"],
+            "pilot_seconds": round(pilot_seconds, 1),
+            "pilot_steps": plan["pilot"]["steps_run"],
+            "pilot_trials": json.dumps([[t["round"], t["strategy"], t["total_steps"],
+                                         round(t["val_top1"], 4)] for t in trials]),
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def test_scores(model: nn.Module, history: pd.DataFrame, ctx: DatasetContext) -> dict[str, Any]:
+    """Validation of the selected epoch and test top-1 / macro-F1 of the returned model."""
+    # BestModel keeps the epoch with the best val accuracy, ties broken by lower val loss
+    best = history.assign(neg_loss=-history["val_loss"]).sort_values(
+        ["val_acc", "neg_loss"], kind="stable").iloc[-1]
+    cfg = model.backbone_cfg
+    test = ctx.splits["test"]
+    probs = predict(model, test.images, cfg.mean, cfg.std)
+    scores = classification_metrics(probs, test.labels.numpy(), ctx.class_names)
+    return {"selected_epoch": int(best.name) + 1, "val_acc": round(float(best["val_acc"]), 4),
+            "val_loss": round(float(best["val_loss"]), 4),
+            "test_top1": round(scores["top1"], 4), "test_macro_f1": round(scores["macro_f1"], 4)}
 
 
 def train_and_test(ctx: DatasetContext, plan: dict[str, Any], regularizer: dict[str, Any],
@@ -235,24 +332,13 @@ def train_and_test(ctx: DatasetContext, plan: dict[str, Any], regularizer: dict[
     model = apply_surgery(copy.deepcopy(backbone(ctx.metrics["input_size"])),
                           plan["num_classes"], plan["trainable_blocks"],
                           plan["drop_last_blocks"], plan["reinitialize"], surgery_seed)
-    params = {**project_params()["finetune"], "regularizer": regularizer, "seed": seed,
-              "progress": False, "resume": False, "checkpoint_dir": None}
+    params = finetune_settings(regularizer, seed)
     attention = None
     if regularizer["name"] == "delta":
         probe = stratified_subset(ctx.splits["train"], params.get("delta_probe_images"), seed)
         attention = delta_attention(model, probe, seed)
     model, history = finetune_model(model, ctx.splits, plan, params, attention, None)
-    # BestModel keeps the epoch with the best val accuracy, ties broken by lower val loss
-    best = history.assign(neg_loss=-history["val_loss"]).sort_values(
-        ["val_acc", "neg_loss"], kind="stable").iloc[-1]
-    cfg = model.backbone_cfg
-    test = ctx.splits["test"]
-    probs = predict(model, test.images, cfg.mean, cfg.std)
-    scores = classification_metrics(probs, test.labels.numpy(), ctx.class_names)
-    return {"selected_epoch": int(best.name) + 1, "val_acc": round(float(best["val_acc"]), 4),
-            "val_loss": round(float(best["val_loss"]), 4),
-            "test_top1": round(scores["top1"], 4), "test_macro_f1": round(scores["macro_f1"], 4),
-            "history": history}  # for MLflow only (not a CSV column)
+    return {**test_scores(model, history, ctx), "history": history}  # history: MLflow only
 
 
 # ---------------------------------------------------------------------------- CSV + driver
@@ -279,6 +365,8 @@ def cell_key(cell: Cell, size_px: int, epochs: int) -> tuple[str, ...]:
 
 def planned_epochs(cell: Cell, size_px: int, spec: dict[str, int], scale: float) -> int:
     ctx = dataset_context(cell.dataset, cell.size, size_px)
+    if cell.kind == PILOT:
+        return 0  # decided by the trials
     plan = make_plan(ctx, AUTO if cell.kind == AUTO else cell.strategy)
     return resolve_epochs(plan["strategy"], plan["epochs"], spec, scale)
 
@@ -347,16 +435,31 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
 
 
+def parse_caps(items: list[str] | None) -> dict[str, int]:
+    """``["sklearn_digits=60"]`` -> at most 60 images per class at size full."""
+    caps = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if name not in DATASETS:
+            raise ValueError(f"--full-cap {item!r}: unknown data set; use {DATASETS}")
+        caps[name] = int(value)
+    return caps
+
+
 def run_study(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = parse_epochs(args.epochs)
+    FULL_CAP.update(parse_caps(args.full_cap))
     write_auto_picks(out.with_name(out.stem + "_auto.csv"), args)
     done = finished_keys(out)
     experiment = args.experiment or (out.stem if out.stem.startswith("study")
                                      else f"study-{out.stem}")
     tracker = StudyTracker.open(args.tracking_uri, experiment)
-    cells = list(grid_cells(args.datasets, args.sizes, args.seeds))
+    FULL_CAP.update(parse_caps(args.full_cap))
+    OPTIONS["scratch_as_pilot"] = not args.scratch_everywhere
+    cells = list(grid_cells(args.datasets, args.sizes, args.seeds, args.regularizers,
+                            not args.no_pilot))
     started = time.perf_counter()
     for index, cell in enumerate(cells, 1):
         # the epoch overrides apply to --epochs-sizes only; other sizes keep conf/base's epochs
@@ -383,7 +486,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--size-px", type=int, default=64, help="input resolution (px)")
+    parser.add_argument("--size-px", type=int, default=96, help="input resolution (px)")
+    parser.add_argument("--regularizers", nargs="+", default=[PLAN],
+                        choices=[PLAN, *REGULARIZERS],
+                        help="plan: each strategy with its plan's regulariser (default)")
+    parser.add_argument("--no-pilot", action="store_true", help="no strategy.mode=pilot cell")
+    parser.add_argument("--full-cap", nargs="+", metavar="DATASET=N",
+                        help="at most N images per class at size full (a cheaper 'full')")
+    parser.add_argument("--scratch-everywhere", action="store_true",
+                        help="also run from_scratch where the pilot leaves it out")
     parser.add_argument("--epochs", nargs="+", metavar="[STRATEGY=]N",
                         help="override the plan's epochs: N for all, or STRATEGY=N")
     parser.add_argument("--epochs-scale", type=float, default=1.0,

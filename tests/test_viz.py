@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_NODES = {
     "data_ingestion": {"ingest_images"},
-    "pretrained_backbone": {"load_backbone"},
+    "pretrained_backbone": {"rank_backbones", "load_backbone"},
     "similarity_analysis": {"analyse_similarity"},
-    "strategy_selection": {"plan_finetuning"},
+    "strategy_selection": {"plan_finetuning", "select_by_pilot"},
     "backbone_surgery": {"perform_surgery"},
     "regularized_finetuning": {"compute_delta_attention", "finetune"},
     "channel_importance": {"compute_channel_importance"},

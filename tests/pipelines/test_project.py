@@ -115,7 +115,7 @@ def test_surgery_refuses_a_plan_for_another_class_count(bundled_backbone):
     plan = {"num_classes": 3, "trainable_blocks": 0, "drop_last_blocks": 0,
             "reinitialize": False}
     with pytest.raises(ValueError, match="3 classes but class_names has 4"):
-        perform_surgery(bundled_backbone, plan, ["a", "b", "c", "d"], {})
+        perform_surgery(bundled_backbone, bundled_backbone, plan, ["a", "b", "c", "d"], {})
 
 
 def test_kedro_registry_list_cli_names_every_stage(project):

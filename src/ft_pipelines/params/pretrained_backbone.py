@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ft_pipelines.params.base import Count, Schema, invalid
+
+
+class BackboneCandidate(Schema):
+    """Another network to rank against ``backbone`` (unset keys: backbone.source's defaults)."""
+
+    source: Literal["bundled", "torchvision", "timm", "file", "artifact", "none"] = "bundled"
+    architecture: str = "efficientnet_lite0"
+    weights: str | None = None
+    path: str | None = None
+    library: Literal["auto", "timm", "torchvision"] = "auto"
 
 
 class BackboneParams(Schema):
@@ -16,6 +26,9 @@ class BackboneParams(Schema):
     path: str | None = None                 # for source=file: a state dict or a model artifact
     library: Literal["auto", "timm", "torchvision"] = "auto"
     input_size: Count = 96                  # training / analysis resolution (px)
+    # more networks to rank by LogME of their frozen features (empty: just this one, no ranking)
+    candidates: list[BackboneCandidate] = Field(default_factory=list)
+    ranking_max_images: Count | None = 600  # training images scored per candidate; null: all
 
     @model_validator(mode="after")
     def _check_path(self) -> BackboneParams:

@@ -13,3 +13,6 @@ class SimilarityParams(Schema):
     source_reference: str | None = None     # image folder from the pretraining domain
     emd_gamma: float = Field(default=0.01, gt=0)
     seed: Seed = 0
+    # images are resized to this size before the network, whatever backbone.input_size is
+    # (docs/strategy.md); null: measure at backbone.input_size
+    analysis_size: Count | None = 96

@@ -58,24 +58,30 @@ class PlannedRegularizer(RegularizerSettings):
 
 class TrainingPlan(Schema):
     epochs: Count
+    min_steps: Count = 1  # optimiser steps at least: max(epochs x steps_per_epoch, min_steps)
     lr_pretrained: LearningRate
     lr_new: LearningRate
     regularizer: PlannedRegularizer
 
 
-def _plan(epochs: int, lr_pretrained: float, lr_new: float, **regularizer: Any) -> Any:
+def _plan(epochs: int, min_steps: int, lr_pretrained: float, lr_new: float,
+          **regularizer: Any) -> Any:
     return Field(default_factory=lambda: TrainingPlan(
-        epochs=epochs, lr_pretrained=lr_pretrained, lr_new=lr_new,
+        epochs=epochs, min_steps=min_steps, lr_pretrained=lr_pretrained, lr_new=lr_new,
         regularizer=PlannedRegularizer(**regularizer)))
 
 
 class StrategyTraining(Schema):
-    """Per strategy: epochs, learning rates, regulariser (references.md)."""
+    """Per strategy: epochs, min_steps, learning rates, regulariser (references.md).
 
-    head_only: TrainingPlan = _plan(15, 0.01, 0.05, name="l2", beta=0.0001)
-    partial_finetune: TrainingPlan = _plan(8, 0.02, 0.05, name="l2_sp", alpha=0.01, beta=0.01)
-    full_finetune: TrainingPlan = _plan(8, 0.01, 0.05, name="l2_sp", alpha=0.1, beta=0.01)
-    from_scratch: TrainingPlan = _plan(30, 0.05, 0.05, name="l2", beta=0.0005)
+    min_steps sit below the default demo's epochs x steps (digits: 20 steps per epoch), so they
+    only lengthen runs on small data sets (60 images: one step per epoch)."""
+
+    head_only: TrainingPlan = _plan(15, 100, 0.01, 0.05, name="l2", beta=0.0001)
+    partial_finetune: TrainingPlan = _plan(8, 150, 0.02, 0.05, name="l2_sp", alpha=0.01,
+                                           beta=0.01)
+    full_finetune: TrainingPlan = _plan(8, 150, 0.01, 0.05, name="l2_sp", alpha=0.1, beta=0.01)
+    from_scratch: TrainingPlan = _plan(30, 300, 0.05, 0.05, name="l2", beta=0.0005)
 
     @model_validator(mode="before")
     @classmethod
@@ -123,7 +129,24 @@ class PartialFinetune(Schema):
         return self
 
 
+class PilotSettings(Schema):
+    """strategy.mode=pilot: short trials of the candidates, successive halving on validation."""
+
+    candidates: Literal["auto"] | list[StrategyName] = "auto"  # auto: all four that are possible
+    budget_fraction: float = Field(default=0.5, gt=0, le=1)  # of the recommendation's steps
+    from_scratch_min_per_class: Count = 50  # auto leaves from_scratch out below this
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> PilotSettings:
+        if self.candidates != "auto" and len(set(self.candidates)) < 2:
+            raise invalid("candidates", f"needs at least two strategies to compare, got "
+                                        f"{self.candidates}")
+        return self
+
+
 class StrategyParams(Schema):
+    mode: Literal["matrix", "pilot"] = "matrix"
+    pilot: PilotSettings = Field(default_factory=PilotSettings)
     override: Literal["auto", StrategyName] = "auto"
     size: SizeThresholds = Field(default_factory=SizeThresholds)
     similarity: SimilarityThreshold = Field(default_factory=SimilarityThreshold)

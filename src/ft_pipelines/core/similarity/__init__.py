@@ -17,7 +17,13 @@ from ft_pipelines.core.similarity.domain import (
     proxy_a_distance,
 )
 from ft_pipelines.core.similarity.features import Features, extract_features
+from ft_pipelines.core.similarity.ranking import (
+    RANKING_COLUMNS,
+    choose_backbone,
+    score_backbone,
+)
 from ft_pipelines.core.similarity.report import reference_signals, similarity_report
+from ft_pipelines.core.similarity.resolution import analysis_images, resize_images
 from ft_pipelines.core.similarity.transferability import (
     LogMEResult,
     h_score,
@@ -28,11 +34,14 @@ from ft_pipelines.core.similarity.transferability import (
 )
 
 __all__ = [
+    "RANKING_COLUMNS",
     "BNStatsRecorder",
     "Features",
     "LogMEResult",
     "aggregate_divergence",
+    "analysis_images",
     "bn_divergence",
+    "choose_backbone",
     "earth_movers_distance",
     "emd_domain_distance",
     "emd_domain_similarity",
@@ -46,6 +55,8 @@ __all__ = [
     "nce",
     "proxy_a_distance",
     "reference_signals",
+    "score_backbone",
+    "resize_images",
     "similarity_report",
     "symmetric_kl_diag_gaussian",
 ]

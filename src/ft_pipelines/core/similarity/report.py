@@ -18,6 +18,7 @@ from ft_pipelines.core.similarity.domain import (
     proxy_a_distance,
 )
 from ft_pipelines.core.similarity.features import Features, extract_features
+from ft_pipelines.core.similarity.resolution import analysis_images
 from ft_pipelines.core.similarity.transferability import h_score, leep, logme, nce
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,21 @@ def reference_signals(target: Features, target_labels: np.ndarray, reference: Fe
 
 def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
                       ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """All similarity signals of ``data`` w.r.t. the backbone's pretraining source."""
-    features = extract_features(model, data.images, int(params.get("batch_size", 128)))
+    """All similarity signals of ``data`` w.r.t. the backbone's pretraining source.
+
+    Every signal is measured at ``params["analysis_size"]`` (images resized first; ``None``: the
+    size they come in), so the verdict does not depend on ``backbone.input_size``.
+    """
+    analysis_size = params.get("analysis_size")
+    images = analysis_images(data.images, analysis_size)
+    features = extract_features(model, images, int(params.get("batch_size", 128)))
     labels = data.labels.numpy()
     layers = bn_divergence(model, features.bn_stats)
     cfg = model.backbone_cfg
     metrics: dict[str, Any] = {
         "backbone": f"{cfg.library}:{cfg.architecture} ({cfg.source})",
-        "input_size": cfg.input_size, "images_used": len(data),
+        "input_size": cfg.input_size, "analysis_size": int(images.shape[-1]),
+        "images_used": len(data),
         "bn_divergence": aggregate_divergence(layers),
         "bn_divergence_mean": float(layers["divergence"].mean()),
         "logme": logme(features.penultimate, labels),
@@ -57,7 +65,7 @@ def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
         metrics["nce"] = nce(features.source_probs, labels)
     folder = params.get("source_reference")
     if folder:
-        ref_images, ref_labels = load_reference_images(folder, cfg.input_size)
+        ref_images, ref_labels = load_reference_images(folder, int(images.shape[-1]))
         reference = extract_features(model, ref_images, record_bn=False)
         metrics.update(reference_signals(features, labels, reference, ref_labels,
                                          float(params.get("emd_gamma", 0.01))))

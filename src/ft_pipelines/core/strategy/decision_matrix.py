@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ft_pipelines.core.strategy.budget import resolve_budget
+
 STRATEGIES = ("head_only", "partial_finetune", "full_finetune", "from_scratch")
 
 # (size, similarity) -> strategy: the playbook's matrix (docs/references.md, "Decision matrix").
@@ -115,8 +117,14 @@ def select_strategy(
     layer_divergence: pd.DataFrame,
     blocks: list[str],
     params: dict[str, Any],
+    *,
+    batch_size: int,
 ) -> dict[str, Any]:
-    """Build the ``finetune_plan``: strategy, the numbers that decided it, and how to train."""
+    """Build the ``finetune_plan``: strategy, the numbers that decided it, and how to train.
+
+    ``batch_size`` (``finetune.batch_size``) turns the strategy's epochs and ``min_steps`` into
+    the optimiser steps the run will train (``budget``; ``epochs`` is the resolved count).
+    """
     size = classify_size(profile, params["size"])
     similarity = classify_similarity(metrics, float(params["similarity"]["max_divergence"]))
     recommended = DECISION_MATRIX[(size["class"], similarity["class"])]
@@ -127,6 +135,7 @@ def select_strategy(
     per_block = block_divergence(layer_divergence, blocks)
     trainable, block_reason = _trainable_blocks(strategy, params.get("partial", {}), per_block)
     training = params["training"][strategy]
+    budget = resolve_budget(training, size["train_images"], batch_size)
     reasons = [
         size["reason"],
         similarity["reason"],
@@ -135,8 +144,11 @@ def select_strategy(
     if override != "auto":
         reasons.append(f"strategy.override={override} replaces the recommendation")
     reasons.append(block_reason)
+    reasons.append(f"budget: {budget['reason']}")
     return {
         "strategy": strategy,
+        "mode": "matrix",
+        "start_from": "pretrained",
         "recommended": recommended,
         "decided_by": "auto" if override == "auto" else "override",
         "size": size,
@@ -147,10 +159,24 @@ def select_strategy(
         "block_divergence": dict(zip(blocks, per_block, strict=True)),
         "drop_last_blocks": int(params.get("drop_last_blocks", 0)),
         "reinitialize": strategy == "from_scratch",
-        "epochs": int(training["epochs"]),
+        "epochs": budget["epochs"],
+        "budget": budget,
         "learning_rates": {
             "pretrained": float(training["lr_pretrained"]),
             "new": float(training["lr_new"]),
         },
         "regularizer": dict(training["regularizer"]),
     }
+
+
+def candidate_plans(profile: dict[str, Any], metrics: dict[str, Any],
+                    layer_divergence: pd.DataFrame, blocks: list[str], params: dict[str, Any],
+                    strategies: list[str], *, batch_size: int) -> dict[str, dict[str, Any]]:
+    """The plan each strategy would get (blocks, regulariser, budget), for the pilot trials."""
+    plans = {}
+    for strategy in strategies:
+        plan = select_strategy(profile, metrics, layer_divergence, blocks,
+                               {**params, "override": strategy}, batch_size=batch_size)
+        plan["reasons"] = [r for r in plan["reasons"] if not r.startswith("strategy.override=")]
+        plans[strategy] = plan
+    return plans

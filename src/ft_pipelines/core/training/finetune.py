@@ -59,18 +59,21 @@ def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
 def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
                    params: dict[str, Any], attention: pd.DataFrame | None = None,
                    checkpoint_dir: str | Path | None = None,
-                   runtime: dict[str, Any] | None = None) -> tuple[nn.Module, pd.DataFrame]:
+                   runtime: dict[str, Any] | None = None, anchor: nn.Module | None = None
+                   ) -> tuple[nn.Module, pd.DataFrame]:
     """Train ``model`` (in place) as planned; returns it and the per-epoch history.
 
     ``runtime`` (the ``runtime`` parameters block) sets device, precision and data parallelism:
     under torchrun the launched processes train together; with ``distributed.processes`` N > 1
-    N processes are spawned here and rank 0's weights come back.
+    N processes are spawned here and rank 0's weights come back. ``anchor``: the L2-SP anchor /
+    DELTA reference when ``model`` has already trained (a pilot trial continuing); by default
+    ``model`` itself, which still holds the pretrained weights.
     """
     runtime = dict(runtime or {})
     params = {**params, "device": runtime.get("device", "auto"),
               "precision": runtime.get("precision", "auto")}
     processes = int((runtime.get("distributed") or {}).get("processes", 1))
-    args = (model, splits, plan, params, attention, checkpoint_dir)
+    args = (model, splits, plan, params, attention, checkpoint_dir, anchor)
     if launched_world_size() > 1:
         join_launched_world(resolve_device(params["device"]))
         return _finetune_here(*args)
@@ -84,7 +87,8 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
 
 def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[str, Any],
                    params: dict[str, Any], attention: pd.DataFrame | None,
-                   checkpoint_dir: str | Path | None) -> tuple[nn.Module, pd.DataFrame]:
+                   checkpoint_dir: str | Path | None, anchor: nn.Module | None = None
+                   ) -> tuple[nn.Module, pd.DataFrame]:
     """Fine-tuning in this process (one rank of several when a process group exists)."""
     labels = torch.cat([splits["train"].labels, splits["val"].labels])
     head = model.get_submodule(classifier_name(model))
@@ -107,7 +111,8 @@ def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     # Before training, the surgered model still holds the pretrained weights: it is the L2-SP
     # anchor and the DELTA reference, with exactly the module names of the network being trained.
     # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
-    regularizer = build_regularizer(name, model, model, reg, weights)
+    regularizer = build_regularizer(name, model, anchor if anchor is not None else model, reg,
+                                    weights)
     if world()[0] > 0:
         config.progress = False  # one progress bar: rank 0's
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),

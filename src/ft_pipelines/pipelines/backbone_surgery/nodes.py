@@ -11,13 +11,19 @@ from ft_pipelines.core.models import apply_surgery, record_training_data, surger
 from ft_pipelines.params import SurgeryParams
 
 
-def perform_surgery(pretrained_model: nn.Module, finetune_plan: dict, class_names: list[str],
-                    surgery: SurgeryParams) -> tuple[nn.Module, pd.DataFrame]:
+def perform_surgery(pretrained_model: nn.Module, pilot_model: nn.Module, finetune_plan: dict,
+                    class_names: list[str], surgery: SurgeryParams
+                    ) -> tuple[nn.Module, pd.DataFrame]:
+    """The plan's surgery on a copy of the pretrained network; when the plan says
+    ``start_from: pilot``, the pilot winner (already surgered and partly trained) as it is."""
     if finetune_plan["num_classes"] != len(class_names):
         raise ValueError(
             f"finetune_plan is for {finetune_plan['num_classes']} classes but class_names has "
             f"{len(class_names)}: the plan was made for other data. Re-run strategy_selection "
             "on the current images (or pin matching versions with --load-versions).")
+    if finetune_plan.get("start_from") == "pilot":
+        model = copy.deepcopy(pilot_model)
+        return model, surgery_summary(model)
     model = apply_surgery(copy.deepcopy(pretrained_model), len(class_names),
                           finetune_plan["trainable_blocks"], finetune_plan["drop_last_blocks"],
                           finetune_plan["reinitialize"], surgery.seed)

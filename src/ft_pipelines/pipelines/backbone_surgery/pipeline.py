@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 perform_surgery,
-                inputs=["pretrained_model", "finetune_plan", "class_names", "params:surgery"],
+                inputs=["pretrained_model", "pilot_model", "finetune_plan", "class_names",
+                        "params:surgery"],
                 outputs=["surgered_model", "surgery_summary"],
                 name="perform_surgery",
             ),

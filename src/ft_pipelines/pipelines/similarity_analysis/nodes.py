@@ -15,9 +15,10 @@ from ft_pipelines.params import SimilarityParams
 def analyse_similarity(pretrained_model: nn.Module, images: pd.DataFrame,
                        similarity: SimilarityParams, decode_cache_dir: str | None
                        ) -> tuple[dict, pd.DataFrame, Figure]:
-    """Similarity signals on (a stratified subset of) the training split."""
-    data = split_image_data(images, pretrained_model.backbone_cfg.input_size,
-                            decode_cache_dir)["train"]
+    """Similarity signals on (a stratified subset of) the training split, decoded at the
+    analysis size (so the verdict does not change with backbone.input_size)."""
+    size = similarity.analysis_size or pretrained_model.backbone_cfg.input_size
+    data = split_image_data(images, size, decode_cache_dir)["train"]
     data = stratified_subset(data, similarity.max_images, similarity.seed)
     metrics, layers = similarity_report(pretrained_model, data, similarity.model_dump())
     return metrics, layers, layer_divergence_figure(layers)

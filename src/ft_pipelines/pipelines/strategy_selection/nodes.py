@@ -1,14 +1,57 @@
-"""Thin node: size x similarity -> the fine-tuning plan."""
+"""Thin nodes: size x similarity -> the matrix's recommendation; with strategy.mode=pilot,
+short trials that check it and the winner's weights to continue from."""
 
 from __future__ import annotations
 
-import pandas as pd
+import logging
 
-from ft_pipelines.core.strategy import select_strategy
-from ft_pipelines.params import StrategyParams
+import pandas as pd
+from torch import nn
+
+from ft_pipelines.core.data import split_image_data
+from ft_pipelines.core.strategy import (
+    candidate_plans,
+    pilot_candidates,
+    plan_after_pilot,
+    run_pilot,
+    select_strategy,
+)
+from ft_pipelines.params import FinetuneParams, StrategyParams, SurgeryParams
+
+logger = logging.getLogger(__name__)
 
 
 def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
-                    layer_divergence: pd.DataFrame, strategy: StrategyParams) -> dict:
-    return select_strategy(dataset_profile, similarity_metrics, layer_divergence,
-                           similarity_metrics["blocks"], strategy.model_dump())
+                    layer_divergence: pd.DataFrame, strategy: StrategyParams,
+                    finetune: FinetuneParams) -> dict:
+    """The matrix's plan; in pilot mode also the plan of every pilot candidate."""
+    params, blocks = strategy.model_dump(), similarity_metrics["blocks"]
+    plan = select_strategy(dataset_profile, similarity_metrics, layer_divergence, blocks, params,
+                           batch_size=finetune.batch_size)
+    if strategy.mode == "pilot" and strategy.override == "auto":
+        candidates, skipped = pilot_candidates(plan, params["pilot"])
+        plan["candidate_plans"] = candidate_plans(
+            dataset_profile, similarity_metrics, layer_divergence, blocks, params, candidates,
+            batch_size=finetune.batch_size)
+        plan["left_out"] = skipped
+    return plan
+
+
+def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
+                    images: pd.DataFrame, strategy: StrategyParams, finetune: FinetuneParams,
+                    surgery: SurgeryParams, decode_cache_dir: str | None
+                    ) -> tuple[dict, nn.Module]:
+    """(finetune_plan, pilot_model). Matrix mode: the recommendation and the pretrained network
+    unchanged; pilot mode: the winner's plan and its pilot weights."""
+    if "candidate_plans" not in strategy_recommendation:
+        if strategy.mode == "pilot":
+            logger.info("strategy.override=%s: no pilot trials", strategy.override)
+        return strategy_recommendation, pretrained_model
+    splits = split_image_data(images, pretrained_model.backbone_cfg.input_size, decode_cache_dir)
+    winner, model, trials, epochs_done = run_pilot(
+        pretrained_model, splits, strategy_recommendation["candidate_plans"],
+        strategy_recommendation["recommended"], strategy.pilot.model_dump(),
+        finetune.model_dump(), surgery.seed)
+    plan = plan_after_pilot(strategy_recommendation, winner, trials, epochs_done,
+                            strategy_recommendation["left_out"], strategy.pilot.model_dump())
+    return plan, model

@@ -1,0 +1,157 @@
+"""Pilot trials: check the matrix's recommendation on the validation split.
+
+Each candidate strategy is set up exactly as its plan says (surgery, regulariser, learning
+rates) and trained by the project's own ``finetune_model`` for a short budget; successive
+halving (Jamieson & Talwalkar 2016) keeps the better half after every round, on validation
+top-1 only (the test split is never looked at). The winner keeps its pilot weights: fine-tuning
+continues from them for the rest of its budget. Ties go to the matrix's recommendation, then to
+the cheaper strategy.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from typing import Any
+
+from torch import nn
+
+from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.models import apply_surgery
+from ft_pipelines.core.strategy.decision_matrix import STRATEGIES
+from ft_pipelines.core.training import finetune_model
+
+logger = logging.getLogger(__name__)
+
+
+def pilot_candidates(plan: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(candidates in cost order, reasons for the ones left out)."""
+    wanted = params.get("candidates", "auto")
+    candidates = list(STRATEGIES) if wanted == "auto" else [s for s in STRATEGIES if s in wanted]
+    skipped = []
+    need = int(params.get("from_scratch_min_per_class", 50))
+    have = int(plan["size"]["min_train_per_class"])
+    if wanted == "auto" and have < need:
+        candidates.remove("from_scratch")
+        skipped.append(f"from_scratch left out: {have} training images in the smallest class < "
+                       f"strategy.pilot.from_scratch_min_per_class {need}")
+    if plan["recommended"] not in candidates:  # the prior is always checked
+        candidates = [s for s in STRATEGIES if s in {*candidates, plan["recommended"]}]
+    return candidates, skipped
+
+
+def _rank_key(trial: dict[str, Any], recommended: str) -> tuple:
+    strategy = trial["strategy"]
+    return (-trial["val_top1"], strategy != recommended, STRATEGIES.index(strategy))
+
+
+class _Arm:
+    """One candidate: its plan, its (partly trained) model and the anchor it started from."""
+
+    def __init__(self, pretrained: nn.Module, plan: dict[str, Any], num_classes: int, seed: int):
+        self.plan = plan
+        self.model = apply_surgery(copy.deepcopy(pretrained), num_classes,
+                                   plan["trainable_blocks"], plan["drop_last_blocks"],
+                                   plan["reinitialize"], seed)
+        self.anchor = copy.deepcopy(self.model)  # pretrained weights, surgered: L2-SP's anchor
+        self.epochs_done, self.val_top1, self.seconds = 0, -1.0, 0.0
+
+    def train(self, epochs: int, splits: dict[str, ImageData], finetune: dict[str, Any]) -> None:
+        before = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        started = time.perf_counter()
+        settings = {**finetune, "epochs": epochs, "progress": False}
+        _, history = finetune_model(self.model, splits, self.plan, settings, anchor=self.anchor)
+        self.seconds += time.perf_counter() - started
+        self.epochs_done += epochs
+        val = float(history["val_acc"].max())
+        if val < self.val_top1:  # a continued round that did worse keeps the earlier weights
+            self.model.load_state_dict(before)
+        self.val_top1 = max(self.val_top1, val)
+
+
+def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[str, dict],
+              recommended: str, pilot: dict[str, Any], finetune: dict[str, Any], seed: int
+              ) -> tuple[str, nn.Module, list[dict[str, Any]], int]:
+    """Successive halving over ``plans`` (strategy -> plan); (winner, its model, trials, epochs
+    the winner trained). Total pilot steps <= budget_fraction x the recommendation's steps."""
+    budget = float(pilot["budget_fraction"]) * plans[recommended]["budget"]["steps"]
+    survivors = list(plans)
+    rounds = max(1, math.ceil(math.log2(len(survivors))))
+    arms = {s: _Arm(pretrained, plans[s], plans[s]["num_classes"], seed) for s in survivors}
+    trials = []
+    for round_index in range(rounds):
+        arm_steps = budget / rounds / len(survivors)
+        for strategy in survivors:
+            arm = arms[strategy]
+            per_epoch = plans[strategy]["budget"]["steps_per_epoch"]
+            epochs = max(1, math.floor(arm_steps / per_epoch))
+            arm.train(epochs, splits, finetune)
+            trials.append({"round": round_index + 1, "strategy": strategy,
+                           "regularizer": plans[strategy]["regularizer"]["name"],
+                           "steps": epochs * per_epoch, "total_steps": arm.epochs_done * per_epoch,
+                           "val_top1": arm.val_top1, "seconds": round(arm.seconds, 2)})
+            logger.info("Pilot round %d: %s %d steps, val top-1 %.4f", round_index + 1, strategy,
+                        arm.epochs_done * per_epoch, arm.val_top1)
+        last = [t for t in trials if t["round"] == round_index + 1]
+        keep = 1 if round_index == rounds - 1 else math.ceil(len(survivors) / 2)
+        survivors = [t["strategy"] for t in sorted(last, key=lambda t: _rank_key(t, recommended))
+                     ][:keep]
+    winner = survivors[0]
+    return winner, arms[winner].model, trials, arms[winner].epochs_done
+
+
+def explain_pilot(winner: str, recommended: str, trials: list[dict[str, Any]]) -> str:
+    """Plain words: did the pilot confirm the matrix, and if not, by how much on validation."""
+    best = {t["strategy"]: t for t in trials}  # the last trial of each strategy
+    won = best[winner]
+    if winner == recommended:
+        return (f"the pilot confirms the matrix: {winner} reached the best validation top-1 "
+                f"({won['val_top1']:.1%} after {won['total_steps']} steps)")
+    prior = best[recommended]
+    return (f"the pilot overrules the matrix: {winner} reached {won['val_top1']:.1%} validation "
+            f"top-1 after {won['total_steps']} steps, the recommended {recommended} "
+            f"{prior['val_top1']:.1%} after {prior['total_steps']} steps; the matrix's rule of "
+            "thumb does not hold on this data at this budget")
+
+
+def plan_after_pilot(recommendation: dict[str, Any], winner: str, trials: list[dict[str, Any]],
+                     epochs_done: int, skipped: list[str], pilot: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The winner's plan, its remaining epochs, and the pilot's record (``trials``, ``pilot``)."""
+    plans = recommendation["candidate_plans"]
+    plan = {k: v for k, v in plans[winner].items() if k != "candidate_plans"}
+    remaining = max(1, plan["epochs"] - epochs_done)
+    why = explain_pilot(winner, recommendation["recommended"], trials)
+    per_epoch = plan["budget"]["steps_per_epoch"]
+    plan.update({
+        "mode": "pilot",
+        "decided_by": "pilot",
+        "start_from": "pilot",
+        "epochs": remaining,
+        "trials": trials,
+        "pilot": {
+            "winner": winner,
+            "matrix_recommendation": recommendation["recommended"],
+            "why": why,
+            "candidates": list(plans),
+            "left_out": skipped,
+            "budget_fraction": float(pilot["budget_fraction"]),
+            "budget_steps": int(float(pilot["budget_fraction"])
+                                * plans[recommendation["recommended"]]["budget"]["steps"]),
+            "steps_run": int(sum(t["steps"] for t in trials)),
+            "seconds": round(sum(t["seconds"] for t in trials if _is_last(t, trials)), 2),
+            "winner_steps_done": epochs_done * per_epoch,
+            "remaining_steps": remaining * per_epoch,
+        },
+    })
+    plan["reasons"] = [*plan["reasons"], f"pilot: {why}",
+                       f"fine-tuning continues from the pilot weights for {remaining} more "
+                       f"epochs ({remaining * per_epoch} steps; {epochs_done * per_epoch} done)"]
+    return plan
+
+
+def _is_last(trial: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
+    """The last trial of its strategy (``seconds`` is cumulative per strategy)."""
+    return trial is [t for t in trials if t["strategy"] == trial["strategy"]][-1]
