@@ -24,9 +24,9 @@ STAGE_NODES = {
     "regularized_finetuning": {"compute_delta_attention", "finetune"},
     "channel_importance": {"compute_channel_importance"},
     "pruning": {"prune_and_finetune"},
-    "evaluation": {"evaluate_models", "write_report"},
     "export": {"export_finetuned_onnx", "export_pruned_onnx", "quantize_pruned_int8",
                "write_export_report"},
+    "evaluation": {"evaluate_models", "write_report"},  # scores the exported files too
 }
 # registered but not in __default__ (it needs predict.path)
 ON_DEMAND_NODES = {"predict": {"predict_images"}}

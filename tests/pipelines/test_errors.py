@@ -67,7 +67,7 @@ def test_a_parquet_path_that_is_a_text_file_is_explained(project, tmp_path):
 
 
 def test_an_unknown_torchvision_architecture_is_blamed_on_the_architecture(project):
-    result = kedro_cli(project, "--pipelines=pretrained_backbone",
+    result = kedro_cli(project, "--pipelines=data_ingestion,pretrained_backbone",
                        "--params=backbone.source=torchvision,backbone.architecture=resnet1B")
     assert result.returncode != 0
     output = _error(result)
@@ -86,7 +86,7 @@ def test_a_crafted_artifact_is_refused_as_the_starting_network(project, tmp_path
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
     spec["backbone"]["architecture"] = "hf-hub:attacker/config-only"
     save_file(tensors, str(path), metadata={SPEC_KEY: json.dumps(spec)})
-    result = kedro_cli(project, "--pipelines=pretrained_backbone",
+    result = kedro_cli(project, "--pipelines=data_ingestion,pretrained_backbone",
                        f"--params=backbone.source=artifact,backbone.path={path}")
     assert result.returncode != 0
     output = squeezed(result.stdout + result.stderr)
