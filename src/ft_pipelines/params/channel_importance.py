@@ -9,5 +9,5 @@ class ImportanceParams(Schema):
     gate_epochs: Count = 2
     gate_lr: LearningRate = 0.01
     batch_size: Count = 64
-    max_images: Count | None = None         # null: the whole training split
+    max_images: Count | None = 512          # stratified subset of the training split; null: all
     seed: Seed = 0

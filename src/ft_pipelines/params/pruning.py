@@ -15,7 +15,7 @@ class PruningParams(Schema):
     ratio: float = Field(default=0.5, gt=0, lt=1)  # fraction of channels or MACs removed
     steps: Count = 2
     recovery_epochs: NonNegativeInt = 1     # short training between steps
-    finetune_epochs: Count = 5              # importance-aware fine-tuning after the last step
+    finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step
     lr: LearningRate = 0.02
     anchor_alpha: Weight = 0.01             # L2-SP toward the pruned fine-tuned weights
     seed: Seed = 0

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ft_pipelines.core.pruning.graph import GATED_ATTRIBUTE, prunable_bn_layers
-from ft_pipelines.core.utils import preserved_modes
+from ft_pipelines.core.utils import Runtime, preserved_modes
 
 logger = logging.getLogger(__name__)
 
@@ -148,15 +148,15 @@ def train_gates(  # noqa: PLR0917 (signature shared with the pipeline nodes)
     _check_gates(model, gates)
     if epochs < 1:
         raise ValueError(f"Gate training epochs must be >= 1, got {epochs}.")
-    model.to(device)
-    gates.to(device)
+    runtime = _placed(model, gates, device)
     optimizer = torch.optim.Adam(gates.parameters(), lr=lr)
     epoch_losses: list[float] = []
     with frozen_eval(model):
         for epoch in _maybe_tqdm(range(epochs), progress, "gate epochs"):
             loss_sum, n_samples = 0.0, 0
             for inputs, targets in batches:
-                loss = F.cross_entropy(model(inputs.to(device)), targets.to(device))
+                loss = F.cross_entropy(model(runtime.to_device(inputs)),
+                                       runtime.to_device(targets))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -167,6 +167,14 @@ def train_gates(  # noqa: PLR0917 (signature shared with the pipeline nodes)
             epoch_losses.append(loss_sum / n_samples)
             logger.info("Gate epoch %d: loss %.4f", epoch + 1, epoch_losses[-1])
     return epoch_losses
+
+
+def _placed(model: nn.Module, gates: ChannelGates, device: torch.device | str) -> Runtime:
+    """Model and gates on ``device``, the model in the layout the training loops use."""
+    runtime = Runtime(torch.device(device), "fp32")
+    runtime.prepare(model)
+    gates.to(runtime.device)
+    return runtime
 
 
 def _maybe_tqdm(iterable: Iterable, progress: bool, desc: str) -> Iterable:
@@ -185,14 +193,13 @@ def taylor_scores(
     L is the batch-mean cross-entropy; the model is frozen in eval mode meanwhile.
     """
     _check_gates(model, gates)
-    model.to(device)
-    gates.to(device)
+    runtime = _placed(model, gates, device)
     names, alphas = zip(*gates.named_parameters(), strict=True)
     totals = [torch.zeros_like(alpha, dtype=torch.float64) for alpha in alphas]
     n_batches = 0
     with frozen_eval(model):
         for inputs, targets in batches:
-            loss = F.cross_entropy(model(inputs.to(device)), targets.to(device))
+            loss = F.cross_entropy(model(runtime.to_device(inputs)), runtime.to_device(targets))
             grads = torch.autograd.grad(loss, alphas)
             for total, alpha, grad in zip(totals, alphas, grads, strict=True):
                 total.add_((alpha.detach() * grad).abs().double())
