@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from kedro.io.core import get_filepath_str
+from kedro.io.core import VersionNotFoundError, get_filepath_str
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import ParquetDataset
@@ -61,7 +61,23 @@ class AtomicParquetDataset(AtomicSaveMixin, ParquetDataset):
 
 
 class AtomicJSONDataset(AtomicSaveMixin, JSONDataset):
-    """``json.JSONDataset`` saved atomically."""
+    """``json.JSONDataset`` saved atomically.
+
+    ``missing_ok: true`` (catalog) loads ``None`` while no version exists at all: an optional
+    input, e.g. the evaluation that ``predict`` follows when there is one.
+    """
+
+    def __init__(self, *args: Any, missing_ok: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._missing_ok = missing_ok
+
+    def load(self) -> Any:
+        if self._missing_ok:
+            try:
+                self._get_load_path()
+            except VersionNotFoundError:
+                return None
+        return super().load()
 
 
 class AtomicTextDataset(AtomicSaveMixin, TextDataset):

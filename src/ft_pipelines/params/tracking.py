@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from pydantic import Field
 
 from ft_pipelines.params.base import Schema
@@ -18,6 +20,12 @@ def _default_metrics() -> dict[str, str]:
 
 def _default_curves() -> dict[str, str]:
     return {"training_history": "training", "pruning_history": "pruning"}
+
+
+# The user-facing key is `mlflow.register`; pydantic warns that the field shadows
+# ABCMeta.register on the model class, which nothing here calls: harmless, so silenced here only.
+warnings.filterwarnings("ignore", message='Field name "register" in "MlflowParams"',
+                        category=UserWarning)
 
 
 class MlflowParams(Schema):

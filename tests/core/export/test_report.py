@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ft_pipelines.core.evaluation import ship_recommendation
 from ft_pipelines.core.export.report import (
     assess_int8,
     provenance_warning,
@@ -45,6 +46,34 @@ def test_model_choice():
         resolve_model_choice("best", None)
     with pytest.raises(ValueError, match="set predict.model explicitly"):
         resolve_model_choice("auto", {"model": "linear_probe"})
+
+
+def _row(top1: float, throughput: float, recommended: bool = True) -> dict:
+    row = {"top1": top1, "throughput": throughput, "throughput_batch": 64, "latency_ms": 1.0}
+    if not recommended:
+        row.update(recommended=False, not_recommended_reason="test")
+    return row
+
+
+def test_auto_follows_the_evaluation_over_the_export_report():
+    # int8 is slower than fp32 here (as on the demo's CPU): the evaluation ships pruned_onnx
+    results = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
+               "pruned_int8": _row(0.98, 1400), "finetuned": _row(0.97, 400, False)}
+    evaluated = ship_recommendation(results)
+    assert resolve_model_choice("auto", {"model": "pruned_int8"}, evaluated) == "pruned_onnx"
+    # a collapsed pruned model is flagged: auto falls back to the fine-tuned export
+    results["pruned_onnx"] = _row(0.20, 1600, False)
+    results["pruned_int8"] = _row(0.20, 1400, False)
+    evaluated = ship_recommendation(results)
+    assert resolve_model_choice("auto", {"model": "pruned_int8"}, evaluated) == "finetuned_onnx"
+    # an explicit choice is the user's
+    assert resolve_model_choice("pruned_int8", None, evaluated) == "pruned_int8"
+
+
+def test_auto_refuses_when_the_evaluation_ships_nothing():
+    evaluated = ship_recommendation({"pruned_onnx": _row(0.2, 1600, False)})
+    with pytest.raises(ValueError, match="ships none of the models"):
+        resolve_model_choice("auto", {"model": "pruned_onnx"}, evaluated)
 
 
 def test_provenance_warning_names_both_hashes():

@@ -1,8 +1,8 @@
 """What the export stage concludes: is the int8 model good enough, and which file to ship.
 
-``recommendation`` in the export report is what ``predict.model: auto`` follows. Later
-evidence (the evaluation report's "which model to ship") can be fed through
-``resolve_model_choice`` the same way: a dict with ``model`` and ``reason``.
+``recommendation`` in the export report is what ``predict.model: auto`` follows until an
+evaluation exists; after that the evaluation report's "which model to ship" decides
+(``resolve_model_choice``), because it compares every exported row's accuracy and speed.
 """
 
 from __future__ import annotations
@@ -50,14 +50,24 @@ def recommend(int8: dict[str, Any] | None) -> dict[str, str]:
     return {"model": FALLBACK_MODEL, "reason": f"int8 not recommended: {int8['reason']}"}
 
 
-def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None) -> str:
-    """``predict.model`` -> the exported model's dataset name; ``auto`` follows the
-    recommendation (the fp32 pruned model when there is none)."""
+def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None,
+                         evaluated: dict[str, Any] | None = None) -> str:
+    """``predict.model`` -> the exported model's dataset name.
+
+    ``auto`` follows ``evaluated`` (the evaluation report's "which model to ship", measured on
+    the test split with every row's speed) when there is one, else ``recommendation`` (the
+    export report's int8 check), else the fp32 pruned model. An evaluation that ships none of
+    the models is an error: nothing is labelled with a model the report rejected."""
     if choice not in MODEL_CHOICES:
         raise ValueError(f"predict.model={choice!r}; use one of {', '.join(MODEL_CHOICES)}")
     if choice != "auto":
         return choice
-    model = (recommendation or {}).get("model", FALLBACK_MODEL)
+    if evaluated is not None and evaluated.get("model") is None:
+        raise ValueError(f"predict.model=auto: the evaluation report ships none of the models "
+                         f"({evaluated.get('reason', 'all flagged not recommended')}); read "
+                         "its report and set predict.model explicitly if you still want one")
+    source = evaluated if evaluated is not None else (recommendation or {})
+    model = source.get("model", FALLBACK_MODEL)
     if model not in EXPORTED_MODELS:
         raise ValueError(f"The recommendation names {model!r}, which is not an exported model "
                          f"({', '.join(EXPORTED_MODELS)}); set predict.model explicitly")

@@ -52,6 +52,9 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
     return results, comparison_table(results), figures
 
 
-def write_report(finetune_plan: dict, evaluation_metrics: dict, pruning_summary: dict,
+def write_report(finetune_plan: dict, evaluation_metrics: dict | None, pruning_summary: dict,
                  dataset_profile: dict) -> str:
+    if evaluation_metrics is None:  # the catalog loads None while none was ever saved
+        raise ValueError("No evaluation_metrics saved yet: run `kedro run --pipelines=evaluation`"
+                         " (the report is written from it)")
     return render_report(finetune_plan, evaluation_metrics, pruning_summary, dataset_profile)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ft_pipelines.core.evaluation import ship_recommendation
 from ft_pipelines.core.export import (
     CPU,
     OnnxModel,
@@ -24,11 +25,16 @@ logger = logging.getLogger(__name__)
 
 def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
                    pruned_int8: OnnxModel | None, export_report: dict[str, Any],
-                   predict: PredictParams) -> pd.DataFrame:
-    """One row per file under ``predict.path`` with the chosen model's top-1 and top-5."""
+                   predict: PredictParams,
+                   evaluation_metrics: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
+
+    ``predict.model: auto`` ships what the evaluation report recommends (``None`` here when no
+    evaluation was ever saved: then the export report's recommendation)."""
     models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
               "pruned_int8": pruned_int8}
-    name = resolve_model_choice(predict.model, export_report.get("recommendation"))
+    evaluated = ship_recommendation(evaluation_metrics) if evaluation_metrics else None
+    name = resolve_model_choice(predict.model, export_report.get("recommendation"), evaluated)
     model = models[name]
     if model is None:
         raise ValueError(f"predict.model resolves to {name}, which has never been exported: run "
