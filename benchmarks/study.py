@@ -45,7 +45,11 @@ from ft_pipelines.core.data import (  # noqa: E402
     stratified_subset,
     validate_records,
 )
-from ft_pipelines.core.evaluation import classification_metrics, predict  # noqa: E402
+from ft_pipelines.core.evaluation import (  # noqa: E402
+    classification_metrics,
+    pixel_baselines,
+    predict,
+)
 from ft_pipelines.core.models import apply_surgery, create_backbone  # noqa: E402
 from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
 from ft_pipelines.core.similarity import similarity_report  # noqa: E402
@@ -382,6 +386,21 @@ def write_auto_picks(path: Path, args: argparse.Namespace) -> None:
                     pick["similarity_class"], pick["size_class"])
 
 
+def write_baselines(path: Path, args: argparse.Namespace) -> None:
+    """The classical baseline per (dataset, size): logistic regression and an RBF SVC on grey
+    16x16 pixels, on the same splits (they do not depend on the training seed)."""
+    settings = project_params()["evaluation"]
+    rows = []
+    for size, dataset in itertools.product(args.sizes, args.datasets):
+        ctx = dataset_context(dataset, size, args.size_px)
+        scores = pixel_baselines(ctx.splits["train"], ctx.splits["test"], ctx.class_names,
+                                 settings)
+        rows += [{"dataset": dataset, "size": size, "baseline": name,
+                  "test_top1": row["top1"], "test_macro_f1": row["macro_f1"],
+                  "latency_ms": row.get("latency_ms")} for name, row in scores.items()]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
 # ---------------------------------------------------------------------------- MLflow
 @dataclass
 class StudyTracker:
@@ -452,6 +471,9 @@ def run_study(args: argparse.Namespace) -> None:
     spec = parse_epochs(args.epochs)
     FULL_CAP.update(parse_caps(args.full_cap))
     write_auto_picks(out.with_name(out.stem + "_auto.csv"), args)
+    write_baselines(out.with_name(out.stem + "_baselines.csv"), args)
+    if args.baselines_only:
+        return
     done = finished_keys(out)
     experiment = args.experiment or (out.stem if out.stem.startswith("study")
                                      else f"study-{out.stem}")
@@ -501,6 +523,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="multiply the plan's epochs (for strategies without --epochs)")
     parser.add_argument("--epochs-sizes", nargs="+", default=list(SIZES), choices=list(SIZES),
                         help="sizes --epochs/--epochs-scale apply to (default: all)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="write the auto picks and the classical baselines, train nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study.csv"))
     parser.add_argument("--verbose", action="store_true", help="log the core's per-epoch lines")
