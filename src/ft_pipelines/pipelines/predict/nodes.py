@@ -10,6 +10,7 @@ import pandas as pd
 from ft_pipelines.core.evaluation import ship_recommendation
 from ft_pipelines.core.export import (
     CPU,
+    EXPORTED_MODELS,
     OnnxModel,
     OnnxRunner,
     iter_inputs,
@@ -29,11 +30,14 @@ def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
                    evaluation_metrics: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
 
-    ``predict.model: auto`` ships what the evaluation report recommends (``None`` here when no
-    evaluation was ever saved: then the export report's recommendation)."""
+    ``predict.model: auto`` ships what the evaluation recommends among the exported models
+    (``None`` here when no evaluation was ever saved: then the export report's choice)."""
     models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
               "pruned_int8": pruned_int8}
-    evaluated = ship_recommendation(evaluation_metrics) if evaluation_metrics else None
+    # only exported rows can be labelled with here (a PyTorch row may be the report's pick)
+    exported = {name: row for name, row in (evaluation_metrics or {}).items()
+                if name in EXPORTED_MODELS}
+    evaluated = ship_recommendation(exported) if exported else None
     name = resolve_model_choice(predict.model, export_report.get("recommendation"), evaluated)
     model = models[name]
     if model is None:
