@@ -12,7 +12,7 @@ from ft_pipelines.params.base import Count, LearningRate, NonNegativeInt, Schema
 class PruningParams(Schema):
     importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
     target: Literal["channels", "macs"] = "macs"
-    ratio: float = Field(default=0.5, gt=0, lt=1)  # fraction of channels or MACs removed
+    ratio: float = Field(default=0.55, gt=0, lt=1)  # fraction of channels or MACs removed
     steps: Count = 2
     recovery_epochs: NonNegativeInt = 1     # short training between steps
     finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step
