@@ -22,7 +22,13 @@ from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.pruning.structural import prune_by_importance
 from ft_pipelines.core.regularizers import L2SP
-from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
+from ft_pipelines.core.training import (
+    TrainConfig,
+    Trainer,
+    default_callbacks,
+    run_data_parallel,
+    world_columns,
+)
 from ft_pipelines.core.utils import (
     classifier_name,
     head_parameter_names,
@@ -110,7 +116,8 @@ def _train(model: nn.Module, splits: dict[str, ImageData], config: TrainConfig,
            regularizer: Any = None, checkpoint_dir: Path | None = None) -> pd.DataFrame:
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
-    return trainer.fit(splits["train"], splits["val"])
+    history = trainer.fit(splits["train"], splits["val"])
+    return history.assign(**world_columns(trainer))
 
 
 @torch.inference_mode()
@@ -190,11 +197,31 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
 
 
 def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                       params: dict[str, Any], checkpoint_dir: Path | None = None
+                       params: dict[str, Any], checkpoint_dir: Path | None = None,
+                       runtime: dict[str, Any] | None = None
                        ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune, recover and fine-tune a copy of ``model``; back off the ratio (see
     :func:`back_off`) while validation top-1 falls more than ``max_val_drop`` points below the
-    fine-tuned model's. The summary lists every attempt and whether the kept one is within."""
+    fine-tuned model's. The summary lists every attempt and whether the kept one is within.
+
+    ``runtime`` (the ``runtime`` parameters block) sets device, precision and data parallelism
+    as for fine-tuning: with N processes every rank prunes the same channels (same model and
+    table), recovery and importance-aware fine-tuning train data-parallel, every rank takes the
+    same back-off decisions (its validation top-1 is computed from the same synchronised
+    weights), and rank 0's pruned model comes back.
+    """
+    if runtime is not None:
+        params = {**params, "device": runtime.get("device", "auto"),
+                  "precision": runtime.get("precision", "auto")}
+    return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params,
+                                                        checkpoint_dir), runtime)
+
+
+def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
+                             splits: dict[str, ImageData], params: dict[str, Any],
+                             checkpoint_dir: Path | None
+                             ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """:func:`prune_and_finetune` in this process (one rank of several when a group exists)."""
     reference = validation_top1(model.cpu(), splits["val"])
 
     def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:

@@ -31,7 +31,6 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
         key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {}, settings,
                               {"importance": table})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
-    settings.update(device=runtime.device, precision=runtime.precision)  # not in the key above
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
-                                                 checkpoint_dir)
+                                                 checkpoint_dir, runtime.model_dump())
     return record_training_data(model, images), summary, history, learning_curves(history)
