@@ -27,6 +27,7 @@ from ft_pipelines.core.training import (
     Trainer,
     default_callbacks,
     run_data_parallel,
+    world,
     world_columns,
 )
 from ft_pipelines.core.utils import (
@@ -60,11 +61,15 @@ def _classifier(model: nn.Module) -> nn.Module:
 
 
 def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate",
-                   params: dict[str, Any] | None = None) -> pd.DataFrame:
+                   params: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None
+                   ) -> pd.DataFrame:
     """Importance of every prunable channel (``taylor_gate``, or the ``l1``/``random`` baselines).
 
     ``taylor_gate``: a learnable scale after each BN, weights frozen, scales trained on the
-    target loss, then ``|alpha * dL/dalpha|`` accumulated over every training batch.
+    target loss, then ``|alpha * dL/dalpha|`` accumulated over every training batch. ``runtime``
+    (the ``runtime`` block) sets the device and the processes the gates train in (data-parallel
+    like the Trainer: every rank gets the single-process scores); without it
+    ``params["device"]``.
     """
     params = dict(params or {})
     if method not in IMPORTANCE_METHODS:
@@ -73,20 +78,30 @@ def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate
     layers = prunable_bn_layers(model)
     scales = None
     if method == "taylor_gate":
-        device = resolve_device(params.get("device", "auto"))  # runtime.device
-        batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
-        with ChannelGates(model, layers) as gates:
-            train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
-                        float(params.get("gate_lr", 0.01)), device, progress=True)
-            scores = taylor_scores(model, gates, batches, device)
-            scales = gates.scales()
-        model.cpu()
+        runtime = runtime or {"device": params.get("device", "auto")}
+        scores, scales = run_data_parallel(_gate_scores, (model, data, layers, params, runtime),
+                                           runtime)
     elif method == "l1":
         scores = l1_scores(model, layers)
     else:
         scores = random_scores(model, layers, int(params.get("seed", 0)))
     groups = channel_groups(model, _example_inputs(model), layers, [_classifier(model)])
     return importance_table(scores, scales, groups)
+
+
+def _gate_scores(model: nn.Module, data: ImageData, layers: list[str], params: dict[str, Any],
+                 runtime: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Train the gates and take the Taylor scores in this process (one rank of several when a
+    process group exists); returns (scores, gate scales), the model back on the CPU."""
+    device = resolve_device(runtime.get("device", "auto"))
+    batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
+    with ChannelGates(model, layers) as gates:
+        train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
+                    float(params.get("gate_lr", 0.01)), device, progress=world()[0] == 0)
+        scores = taylor_scores(model, gates, batches, device)
+        scales = gates.scales()
+    model.cpu()
+    return scores, scales
 
 
 def importance_strength(model: nn.Module, table: pd.DataFrame,

@@ -18,6 +18,12 @@ from ft_pipelines.core.training.checkpoint import (
 )
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
+from ft_pipelines.core.training.distributed import (
+    all_reduce_sum,
+    all_reduce_tensors,
+    rank_slice,
+    world,
+)
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
 from ft_pipelines.core.training.trainer import Callback, Trainer
@@ -31,16 +37,20 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "UnusableCheckpoint",
+    "all_reduce_sum",
+    "all_reduce_tensors",
     "build_optimizer",
     "default_callbacks",
     "finetune_model",
     "frozen_prefix_length",
     "load_checkpoint",
     "lr_factor",
+    "rank_slice",
     "resolve_regularizer",
     "run_data_parallel",
     "save_checkpoint",
     "take_finished_checkpoints",
     "train_config",
+    "world",
     "world_columns",
 ]

@@ -18,6 +18,7 @@ from ft_pipelines.core.training.distributed import (
     backend_name,
     join_launched_world,
     spawn_data_parallel,
+    world,
 )
 from ft_pipelines.core.training.trainer import Trainer
 from ft_pipelines.core.utils import launched_world_size, resolve_device
@@ -38,6 +39,8 @@ def run_data_parallel(fn: Callable[..., Any], args: tuple, runtime: dict[str, An
     """
     runtime = runtime or {}
     device = resolve_device(runtime.get("device", "auto"))
+    if world()[1] > 1:  # already one rank of a group (e.g. a spawned function calling us)
+        return fn(*args)
     if launched_world_size() > 1:
         join_launched_world(device)
         return fn(*args)
