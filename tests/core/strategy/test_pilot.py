@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from ft_pipelines.core.strategy import explain_pilot, pilot_candidates
@@ -40,3 +41,25 @@ def test_explanation_says_when_the_pilot_disagrees():
     assert "confirms" in explain_pilot("partial_finetune", "partial_finetune", trials)
     text = explain_pilot("partial_finetune", "head_only", trials)
     assert "overrules" in text and "80.0%" in text and "60.0%" in text
+
+
+def test_trials_train_on_runtime_device_and_precision_in_this_process(bundled_backbone,
+                                                                      monkeypatch):
+    from ft_pipelines.core.strategy import pilot as pilot_module
+
+    seen = []
+
+    def fake_finetune(model, splits, plan, settings, runtime=None, anchor=None):
+        seen.append(runtime)
+        return model, pd.DataFrame({"val_acc": [0.5]})
+
+    monkeypatch.setattr(pilot_module, "finetune_model", fake_finetune)
+    plans = {s: {"num_classes": 3, "trainable_blocks": 1, "drop_last_blocks": 0,
+                 "reinitialize": False, "regularizer": {"name": "none"},
+                 "budget": {"steps": 4, "steps_per_epoch": 1}}
+             for s in ("head_only", "partial_finetune")}
+    runtime = {"device": "cpu", "precision": "bf16", "threads": 2,
+               "distributed": {"processes": 2}}
+    pilot_module.run_pilot(bundled_backbone, {}, plans, "head_only", {"budget_fraction": 1.0},
+                           {}, 0, runtime)
+    assert seen and all(r == {"device": "cpu", "precision": "bf16"} for r in seen)

@@ -6,6 +6,7 @@ from ft_pipelines.core.data.image_data import (
     ImageData,
     load_reference_images,
     split_image_data,
+    split_subset,
     stratified_subset,
 )
 from ft_pipelines.core.data.manifest import FileRecord, file_records, folder_bytes, is_manifest
@@ -40,6 +41,7 @@ __all__ = [
     "load_records",
     "load_reference_images",
     "split_image_data",
+    "split_subset",
     "stratified_subset",
     "validate_records",
 ]

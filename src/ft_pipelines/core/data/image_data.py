@@ -67,19 +67,41 @@ def _manifest_shards(table: pd.DataFrame, size: int, cache_dir: str | Path | Non
     return decode_to_shards(table, int(size), directory / f"decoded_{int(size)}px_{key[:24]}")
 
 
-def stratified_subset(data: ImageData, max_images: int | None, seed: int) -> ImageData:
-    """At most ``max_images``, the same share from every class, deterministic for ``seed``."""
-    if not max_images or len(data) <= max_images:
-        return data
+def stratified_indices(labels: np.ndarray, max_images: int | None, seed: int
+                       ) -> np.ndarray | None:
+    """Sorted positions of at most ``max_images`` labels, the same share from every class,
+    deterministic for ``seed``; None when all are kept."""
+    if not max_images or len(labels) <= max_images:
+        return None
     generator = np.random.default_rng(seed)
-    labels = data.labels.numpy()
     keep = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        count = max(1, round(len(members) * max_images / len(data)))
+        count = max(1, round(len(members) * max_images / len(labels)))
         keep.extend(generator.choice(members, size=min(count, len(members)), replace=False))
-    index = torch.as_tensor(np.sort(keep))
+    return np.sort(keep)
+
+
+def stratified_subset(data: ImageData, max_images: int | None, seed: int) -> ImageData:
+    """At most ``max_images``, the same share from every class, deterministic for ``seed``."""
+    index = stratified_indices(data.labels.numpy(), max_images, seed)
+    if index is None:
+        return data
+    index = torch.as_tensor(index)
     return ImageData(data.images[index], data.labels[index])
+
+
+def split_subset(table: pd.DataFrame, split: str, size: int, cache_dir: str | Path | None,
+                 max_images: int | None, seed: int) -> ImageData:
+    """``stratified_subset(split_image_data(table, ...)[split], max_images, seed)`` (the same
+    images, in the same order) that decodes only the chosen rows: a stage that reads a sample
+    at its own size does not decode (or shard) the whole data set for it. When nothing is left
+    out, the whole table is decoded as other stages do, so their decode cache is shared."""
+    rows = table[table["split"].to_numpy() == split]
+    index = stratified_indices(rows["label"].to_numpy(dtype=np.int64), max_images, seed)
+    if index is None:
+        return split_image_data(table, size, cache_dir)[split]
+    return split_image_data(rows.iloc[index], size, cache_dir)[split]
 
 
 def load_reference_images(folder: str, size: int) -> tuple[torch.Tensor, np.ndarray]:

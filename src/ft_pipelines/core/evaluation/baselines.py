@@ -52,12 +52,12 @@ def _folded_linear(probe: Pipeline, num_classes: int) -> nn.Linear:
 
 
 def linear_probe_model(pretrained: nn.Module, train: ImageData, num_classes: int,
-                       max_iter: int = 2000) -> nn.Module:
+                       max_iter: int = 2000, device: str | None = None) -> nn.Module:
     """Logistic regression on the frozen pretrained features, returned as the network a user
     would deploy: a copy of the backbone whose classifier is the fitted head (so its parameters,
     MACs, size and latency are the headless backbone's plus a ``num_classes`` head)."""
     features = extract_features(pretrained, train.images, record_bn=False,
-                                progress=False).penultimate
+                                progress=False, device=device).penultimate
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
     probe.fit(features, train.labels.numpy())
     model = copy.deepcopy(pretrained).eval()

@@ -68,7 +68,8 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
     for name, model in models.items():
         if name == "linear_probe":
             model = linear_probe_model(model, splits["train"], len(class_names),
-                                       int(params.get("probe_max_iter", 2000)))
+                                       int(params.get("probe_max_iter", 2000)),
+                                       str(runtime.device))
         model.eval()
         cfg = model.backbone_cfg
         with runtime.autocast():

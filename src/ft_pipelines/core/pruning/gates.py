@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ft_pipelines.core.pruning.graph import GATED_ATTRIBUTE, prunable_bn_layers
+from ft_pipelines.core.training import all_reduce_sum, all_reduce_tensors, rank_slice, world
 from ft_pipelines.core.utils import Runtime, preserved_modes
 
 logger = logging.getLogger(__name__)
@@ -144,29 +145,46 @@ def train_gates(  # noqa: PLR0917 (signature shared with the pipeline nodes)
     """Train only the gate scales (Adam, cross-entropy) with the model frozen in eval mode.
 
     ``batches`` is re-iterated once per epoch. Returns the mean loss per sample of each epoch.
+    In a process group every rank gets the same batches and takes its slice of each; the summed
+    gate gradients are the whole batch's, so N ranks train the scales 1 process would.
     """
     _check_gates(model, gates)
     if epochs < 1:
         raise ValueError(f"Gate training epochs must be >= 1, got {epochs}.")
     runtime = _placed(model, gates, device)
-    optimizer = torch.optim.Adam(gates.parameters(), lr=lr)
+    alphas = list(gates.parameters())
+    optimizer = torch.optim.Adam(alphas, lr=lr)
     epoch_losses: list[float] = []
     with frozen_eval(model):
         for epoch in _maybe_tqdm(range(epochs), progress, "gate epochs"):
             loss_sum, n_samples = 0.0, 0
             for inputs, targets in batches:
-                loss = F.cross_entropy(model(runtime.to_device(inputs)),
-                                       runtime.to_device(targets))
+                loss = _batch_loss_share(model, runtime, inputs, targets)
                 optimizer.zero_grad()
                 loss.backward()
+                all_reduce_tensors([alpha.grad for alpha in alphas])
                 optimizer.step()
                 loss_sum += loss.item() * len(targets)
                 n_samples += len(targets)
             if n_samples == 0:
                 raise ValueError("Gate training got no batches: 'batches' is empty or exhausted.")
+            loss_sum = all_reduce_sum([loss_sum], runtime.device)[0]
             epoch_losses.append(loss_sum / n_samples)
             logger.info("Gate epoch %d: loss %.4f", epoch + 1, epoch_losses[-1])
     return epoch_losses
+
+
+def _batch_loss_share(model: nn.Module, runtime: Runtime, inputs: Tensor, targets: Tensor
+                     ) -> Tensor:
+    """This rank's part of the batch-mean cross-entropy (all of it in a single process): summed
+    over the ranks, the losses and their gradients are those of the whole batch."""
+    rank, world_size = world()
+    if world_size == 1:
+        return F.cross_entropy(model(runtime.to_device(inputs)), runtime.to_device(targets))
+    part, weight = rank_slice(torch.arange(len(targets)), rank, world_size)
+    logits = model(runtime.to_device(inputs[part]))
+    summed = F.cross_entropy(logits, runtime.to_device(targets[part]), reduction="sum")
+    return summed * (weight / world_size)  # weight / world_size = 1 / len(whole batch)
 
 
 def _placed(model: nn.Module, gates: ChannelGates, device: torch.device | str) -> Runtime:
@@ -190,7 +208,9 @@ def taylor_scores(
 ) -> dict[str, Tensor]:
     """Per-channel ``|alpha * dL/dalpha|``, computed per batch and averaged over all batches.
 
-    L is the batch-mean cross-entropy; the model is frozen in eval mode meanwhile.
+    L is the batch-mean cross-entropy; the model is frozen in eval mode meanwhile. In a process
+    group each rank differentiates its slice of the batch and the gradients are summed before
+    the absolute value is taken, so every rank gets the single-process scores.
     """
     _check_gates(model, gates)
     runtime = _placed(model, gates, device)
@@ -199,8 +219,9 @@ def taylor_scores(
     n_batches = 0
     with frozen_eval(model):
         for inputs, targets in batches:
-            loss = F.cross_entropy(model(runtime.to_device(inputs)), runtime.to_device(targets))
-            grads = torch.autograd.grad(loss, alphas)
+            grads = list(torch.autograd.grad(_batch_loss_share(model, runtime, inputs, targets),
+                                             alphas))
+            all_reduce_tensors(grads)
             for total, alpha, grad in zip(totals, alphas, grads, strict=True):
                 total.add_((alpha.detach() * grad).abs().double())
             n_batches += 1

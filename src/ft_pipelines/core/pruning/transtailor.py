@@ -22,7 +22,14 @@ from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.pruning.structural import prune_by_importance
 from ft_pipelines.core.regularizers import L2SP
-from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
+from ft_pipelines.core.training import (
+    TrainConfig,
+    Trainer,
+    default_callbacks,
+    run_data_parallel,
+    world,
+    world_columns,
+)
 from ft_pipelines.core.utils import (
     classifier_name,
     head_parameter_names,
@@ -54,11 +61,15 @@ def _classifier(model: nn.Module) -> nn.Module:
 
 
 def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate",
-                   params: dict[str, Any] | None = None) -> pd.DataFrame:
+                   params: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None
+                   ) -> pd.DataFrame:
     """Importance of every prunable channel (``taylor_gate``, or the ``l1``/``random`` baselines).
 
     ``taylor_gate``: a learnable scale after each BN, weights frozen, scales trained on the
-    target loss, then ``|alpha * dL/dalpha|`` accumulated over every training batch.
+    target loss, then ``|alpha * dL/dalpha|`` accumulated over every training batch. ``runtime``
+    (the ``runtime`` block) sets the device and the processes the gates train in (data-parallel
+    like the Trainer: every rank gets the single-process scores); without it
+    ``params["device"]``.
     """
     params = dict(params or {})
     if method not in IMPORTANCE_METHODS:
@@ -67,20 +78,30 @@ def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate
     layers = prunable_bn_layers(model)
     scales = None
     if method == "taylor_gate":
-        device = resolve_device(params.get("device", "auto"))  # runtime.device
-        batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
-        with ChannelGates(model, layers) as gates:
-            train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
-                        float(params.get("gate_lr", 0.01)), device, progress=True)
-            scores = taylor_scores(model, gates, batches, device)
-            scales = gates.scales()
-        model.cpu()
+        runtime = runtime or {"device": params.get("device", "auto")}
+        scores, scales = run_data_parallel(_gate_scores, (model, data, layers, params, runtime),
+                                           runtime)
     elif method == "l1":
         scores = l1_scores(model, layers)
     else:
         scores = random_scores(model, layers, int(params.get("seed", 0)))
     groups = channel_groups(model, _example_inputs(model), layers, [_classifier(model)])
     return importance_table(scores, scales, groups)
+
+
+def _gate_scores(model: nn.Module, data: ImageData, layers: list[str], params: dict[str, Any],
+                 runtime: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Train the gates and take the Taylor scores in this process (one rank of several when a
+    process group exists); returns (scores, gate scales), the model back on the CPU."""
+    device = resolve_device(runtime.get("device", "auto"))
+    batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
+    with ChannelGates(model, layers) as gates:
+        train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
+                    float(params.get("gate_lr", 0.01)), device, progress=world()[0] == 0)
+        scores = taylor_scores(model, gates, batches, device)
+        scales = gates.scales()
+    model.cpu()
+    return scores, scales
 
 
 def importance_strength(model: nn.Module, table: pd.DataFrame,
@@ -110,7 +131,8 @@ def _train(model: nn.Module, splits: dict[str, ImageData], config: TrainConfig,
            regularizer: Any = None, checkpoint_dir: Path | None = None) -> pd.DataFrame:
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
-    return trainer.fit(splits["train"], splits["val"])
+    history = trainer.fit(splits["train"], splits["val"])
+    return history.assign(**world_columns(trainer))
 
 
 @torch.inference_mode()
@@ -190,11 +212,31 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
 
 
 def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                       params: dict[str, Any], checkpoint_dir: Path | None = None
+                       params: dict[str, Any], checkpoint_dir: Path | None = None,
+                       runtime: dict[str, Any] | None = None
                        ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune, recover and fine-tune a copy of ``model``; back off the ratio (see
     :func:`back_off`) while validation top-1 falls more than ``max_val_drop`` points below the
-    fine-tuned model's. The summary lists every attempt and whether the kept one is within."""
+    fine-tuned model's. The summary lists every attempt and whether the kept one is within.
+
+    ``runtime`` (the ``runtime`` parameters block) sets device, precision and data parallelism
+    as for fine-tuning: with N processes every rank prunes the same channels (same model and
+    table), recovery and importance-aware fine-tuning train data-parallel, every rank takes the
+    same back-off decisions (its validation top-1 is computed from the same synchronised
+    weights), and rank 0's pruned model comes back.
+    """
+    if runtime is not None:
+        params = {**params, "device": runtime.get("device", "auto"),
+                  "precision": runtime.get("precision", "auto")}
+    return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params,
+                                                        checkpoint_dir), runtime)
+
+
+def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
+                             splits: dict[str, ImageData], params: dict[str, Any],
+                             checkpoint_dir: Path | None
+                             ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """:func:`prune_and_finetune` in this process (one rank of several when a group exists)."""
     reference = validation_top1(model.cpu(), splits["val"])
 
     def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:

@@ -11,7 +11,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ft_pipelines.core.similarity.bn_statistics import BNStatsRecorder
-from ft_pipelines.core.utils import classifier_name, normalise, preserved_modes
+from ft_pipelines.core.utils import (
+    Runtime,
+    classifier_name,
+    normalise,
+    preserved_modes,
+    resolve_device,
+)
 
 
 @dataclass
@@ -23,24 +29,34 @@ class Features:
 
 @torch.inference_mode()
 def extract_features(model: nn.Module, images: torch.Tensor, batch_size: int = 128,
-                     record_bn: bool = True, progress: bool = True) -> Features:
-    """Penultimate features, source-class probabilities and BN input statistics in one pass."""
+                     record_bn: bool = True, progress: bool = True, device: str | None = None
+                     ) -> Features:
+    """Penultimate features, source-class probabilities and BN input statistics in one pass.
+
+    ``device`` (``runtime.device``: auto | cpu | cuda[:N]) is where the pass runs; the model is
+    moved there and back. None: where the model is. Always fp32: the signals are statistics
+    compared with thresholds calibrated in fp32 (docs/strategy.md), and bf16 would move them.
+    """
     cfg = model.backbone_cfg
+    home = next(model.parameters()).device
+    runtime = Runtime(home if device is None else resolve_device(device), "fp32")
     classifier = model.get_submodule(classifier_name(model))
     captured: list[torch.Tensor] = []
     hook = classifier.register_forward_pre_hook(
         lambda _m, args: captured.append(torch.flatten(args[0], 1).float().cpu()))
-    device = next(model.parameters()).device
     probs, stats = [], {}
     recorder = BNStatsRecorder(model) if record_bn else contextlib.nullcontext()
     try:
+        model.to(runtime.device)
         with preserved_modes(model, training=False), recorder:
             starts = range(0, len(images), batch_size)
             for start in tqdm(starts, desc="features", leave=False, disable=not progress):
-                batch = normalise(images[start:start + batch_size].to(device), cfg.mean, cfg.std)
-                probs.append(torch.softmax(model(batch).float(), dim=1).cpu())
+                batch = runtime.to_device(images[start:start + batch_size])  # uint8: pinned
+                probs.append(torch.softmax(model(normalise(batch, cfg.mean, cfg.std)).float(),
+                                           dim=1).cpu())
             if record_bn:
                 stats = recorder.statistics()
     finally:
         hook.remove()
+        model.to(home)
     return Features(torch.cat(captured).numpy(), torch.cat(probs).numpy(), stats)

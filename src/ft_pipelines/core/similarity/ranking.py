@@ -23,10 +23,12 @@ logger = logging.getLogger(__name__)
 RANKING_COLUMNS = ["candidate", "logme", "h_score", "params", "macs", "latency_ms", "chosen"]
 
 
-def score_backbone(model: nn.Module, data: ImageData, batch_size: int = 128) -> dict[str, Any]:
-    """LogME, H-score, parameters and MACs of one candidate on ``data``."""
+def score_backbone(model: nn.Module, data: ImageData, batch_size: int = 128,
+                   device: str | None = None) -> dict[str, Any]:
+    """LogME, H-score, parameters and MACs of one candidate on ``data``; the features are
+    computed on ``device`` (``runtime.device``; None: where the model is)."""
     features = extract_features(model, data.images, batch_size, record_bn=False,
-                                progress=False)
+                                progress=False, device=device)
     labels = data.labels.numpy()
     size = int(data.images.shape[-1])
     macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))

@@ -42,11 +42,14 @@ def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
     """All similarity signals of ``data`` w.r.t. the backbone's pretraining source.
 
     Every signal is measured at ``params["analysis_size"]`` (images resized first; ``None``: the
-    size they come in), so the verdict does not depend on ``backbone.input_size``.
+    size they come in), so the verdict does not depend on ``backbone.input_size``; the forward
+    passes run on ``params["device"]`` (``runtime.device``; absent: where the model is).
     """
     analysis_size = params.get("analysis_size")
+    device = params.get("device")
     images = analysis_images(data.images, analysis_size)
-    features = extract_features(model, images, int(params.get("batch_size", 128)))
+    features = extract_features(model, images, int(params.get("batch_size", 128)),
+                                device=device)
     labels = data.labels.numpy()
     layers = bn_divergence(model, features.bn_stats)
     cfg = model.backbone_cfg
@@ -66,7 +69,7 @@ def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
     folder = params.get("source_reference")
     if folder:
         ref_images, ref_labels = load_reference_images(folder, int(images.shape[-1]))
-        reference = extract_features(model, ref_images, record_bn=False)
+        reference = extract_features(model, ref_images, record_bn=False, device=device)
         metrics.update(reference_signals(features, labels, reference, ref_labels,
                                          float(params.get("emd_gamma", 0.01))))
     logger.info("Similarity: BN divergence %.3f, LogME %.3f", metrics["bn_divergence"],

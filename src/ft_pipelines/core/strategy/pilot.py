@@ -58,11 +58,13 @@ class _Arm:
         self.anchor = copy.deepcopy(self.model)  # pretrained weights, surgered: L2-SP's anchor
         self.epochs_done, self.val_top1, self.seconds = 0, -1.0, 0.0
 
-    def train(self, epochs: int, splits: dict[str, ImageData], finetune: dict[str, Any]) -> None:
+    def train(self, epochs: int, splits: dict[str, ImageData], finetune: dict[str, Any],
+              runtime: dict[str, Any] | None = None) -> None:
         before = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         started = time.perf_counter()
         settings = {**finetune, "epochs": epochs, "progress": False}
-        _, history = finetune_model(self.model, splits, self.plan, settings, anchor=self.anchor)
+        _, history = finetune_model(self.model, splits, self.plan, settings, runtime=runtime,
+                                    anchor=self.anchor)
         self.seconds += time.perf_counter() - started
         self.epochs_done += epochs
         val = float(history["val_acc"].max())
@@ -72,10 +74,15 @@ class _Arm:
 
 
 def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[str, dict],
-              recommended: str, pilot: dict[str, Any], finetune: dict[str, Any], seed: int
+              recommended: str, pilot: dict[str, Any], finetune: dict[str, Any], seed: int,
+              runtime: dict[str, Any] | None = None
               ) -> tuple[str, nn.Module, list[dict[str, Any]], int]:
     """Successive halving over ``plans`` (strategy -> plan); (winner, its model, trials, epochs
-    the winner trained). Total pilot steps <= budget_fraction x the recommendation's steps."""
+    the winner trained). Total pilot steps <= budget_fraction x the recommendation's steps.
+
+    Trials run on ``runtime``'s device and precision, in this process: each is a few epochs,
+    shorter than spawning ``runtime.distributed.processes`` ranks for it would take."""
+    runtime = {k: v for k, v in (runtime or {}).items() if k in ("device", "precision")}
     budget = float(pilot["budget_fraction"]) * plans[recommended]["budget"]["steps"]
     survivors = list(plans)
     rounds = max(1, math.ceil(math.log2(len(survivors))))
@@ -87,7 +94,7 @@ def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[s
             arm = arms[strategy]
             per_epoch = plans[strategy]["budget"]["steps_per_epoch"]
             epochs = max(1, math.floor(arm_steps / per_epoch))
-            arm.train(epochs, splits, finetune)
+            arm.train(epochs, splits, finetune, runtime)
             trials.append({"round": round_index + 1, "strategy": strategy,
                            "regularizer": plans[strategy]["regularizer"]["name"],
                            "steps": epochs * per_epoch, "total_steps": arm.epochs_done * per_epoch,

@@ -1,5 +1,6 @@
 """Training: the Trainer and its callbacks, checkpoints, optimiser and schedule, the
-frozen-prefix cache, and fine-tuning as a plan says (``finetune_model``)."""
+frozen-prefix cache, fine-tuning as a plan says (``finetune_model``), and data parallelism
+for every Trainer user (``run_data_parallel``)."""
 
 from ft_pipelines.core.training.cache import frozen_prefix_length
 from ft_pipelines.core.training.callbacks import (
@@ -16,6 +17,13 @@ from ft_pipelines.core.training.checkpoint import (
     take_finished_checkpoints,
 )
 from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
+from ft_pipelines.core.training.distributed import (
+    all_reduce_sum,
+    all_reduce_tensors,
+    rank_slice,
+    world,
+)
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
 from ft_pipelines.core.training.trainer import Callback, Trainer
@@ -29,14 +37,20 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "UnusableCheckpoint",
+    "all_reduce_sum",
+    "all_reduce_tensors",
     "build_optimizer",
     "default_callbacks",
     "finetune_model",
     "frozen_prefix_length",
     "load_checkpoint",
     "lr_factor",
+    "rank_slice",
     "resolve_regularizer",
+    "run_data_parallel",
     "save_checkpoint",
     "take_finished_checkpoints",
     "train_config",
+    "world",
+    "world_columns",
 ]

@@ -89,6 +89,13 @@ def take_finished_checkpoints() -> list[Path]:
     return folders
 
 
+def report_finished_checkpoints(folders: list[Path]) -> None:
+    """Add folders finished elsewhere (a spawned rank 0) to this thread's list."""
+    if not hasattr(_finished, "folders"):
+        _finished.folders = []
+    _finished.folders.extend(folders)
+
+
 def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Optimizer state as (tensors keyed ``optim.<param>.<key>``, JSON-able rest)."""
     state = optimizer.state_dict()
@@ -177,9 +184,7 @@ class Checkpointing(Callback):
         logger.info("Resuming from %s after epoch %d", path, trainer.start_epoch)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        if not hasattr(_finished, "folders"):
-            _finished.folders = []
-        _finished.folders.append(self.directory)
+        report_finished_checkpoints([self.directory])
 
     def _restore(self, trainer: Trainer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -77,6 +77,16 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
+def all_reduce_tensors(tensors: list[torch.Tensor]) -> None:
+    """Sum same-device tensors over the ranks in place, in one collective (no-op in one process)."""
+    if world()[1] == 1 or not tensors:
+        return
+    flat = torch.cat([tensor.reshape(-1) for tensor in tensors])
+    dist.all_reduce(flat)
+    for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+        tensor.copy_(part.view_as(tensor))
+
+
 def wrap_data_parallel(net: nn.Module, device: torch.device) -> nn.Module:
     """DDP around ``net`` when a process group with several ranks exists, else ``net``."""
     if world()[1] == 1:

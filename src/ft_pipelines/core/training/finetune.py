@@ -16,19 +16,10 @@ from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.regularizers import attention_from_frame, build_regularizer, delta_layers
 from ft_pipelines.core.training.callbacks import default_callbacks
 from ft_pipelines.core.training.config import TrainConfig
-from ft_pipelines.core.training.distributed import (
-    backend_name,
-    join_launched_world,
-    spawn_data_parallel,
-    world,
-)
+from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
+from ft_pipelines.core.training.distributed import world
 from ft_pipelines.core.training.trainer import Trainer
-from ft_pipelines.core.utils import (
-    classifier_name,
-    head_parameter_names,
-    launched_world_size,
-    resolve_device,
-)
+from ft_pipelines.core.utils import classifier_name, head_parameter_names
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +63,10 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     runtime = dict(runtime or {})
     params = {**params, "device": runtime.get("device", "auto"),
               "precision": runtime.get("precision", "auto")}
-    processes = int((runtime.get("distributed") or {}).get("processes", 1))
     args = (model, splits, plan, params, attention, checkpoint_dir, anchor)
-    if launched_world_size() > 1:
-        join_launched_world(resolve_device(params["device"]))
-        return _finetune_here(*args)
-    if processes == 1:
-        return _finetune_here(*args)
-    trained, history = spawn_data_parallel(_finetune_here, args, processes,
-                                           resolve_device(params["device"]))
-    model.load_state_dict(trained.state_dict())
+    trained, history = run_data_parallel(_finetune_here, args, runtime)
+    if trained is not model:  # rank 0's copy from a spawned process
+        model.load_state_dict(trained.state_dict())
     return model, history
 
 
@@ -119,8 +104,6 @@ def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
     history["regularizer"] = regularizer.name
-    history["processes"] = trainer.world_size
-    history["backend"] = backend_name()
-    history["device"] = str(trainer.device)
-    history["precision"] = trainer.runtime.precision
+    for column, value in world_columns(trainer).items():
+        history[column] = value
     return model.cpu(), history

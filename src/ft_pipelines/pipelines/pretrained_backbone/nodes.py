@@ -9,7 +9,7 @@ from ft_pipelines.core.data import split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import measure_latency
 from ft_pipelines.core.models import load_backbone as load_network
 from ft_pipelines.core.similarity import RANKING_COLUMNS, choose_backbone, score_backbone
-from ft_pipelines.params import BackboneParams
+from ft_pipelines.params import BackboneParams, RuntimeParams
 
 _SPEC_KEYS = ["source", "architecture", "weights", "path", "library"]
 
@@ -25,9 +25,11 @@ def _label(spec: dict) -> str:
 
 
 def rank_backbones(images: pd.DataFrame, backbone: BackboneParams,
-                   decode_cache_dir: str | None) -> pd.DataFrame:
+                   decode_cache_dir: str | None, runtime: RuntimeParams) -> pd.DataFrame:
     """``backbone_ranking``: LogME, H-score, params, MACs, latency per candidate; one row
-    (``backbone`` itself, unscored) when ``backbone.candidates`` is empty."""
+    (``backbone`` itself, unscored) when ``backbone.candidates`` is empty. Features are
+    computed on ``runtime.device``; the latency column is CPU latency (a comparison between
+    candidates, not the deployment figure the evaluation measures)."""
     specs = _candidates(backbone)
     if len(specs) == 1:
         row = {c: None for c in RANKING_COLUMNS} | {"candidate": _label(specs[0]),
@@ -41,8 +43,8 @@ def rank_backbones(images: pd.DataFrame, backbone: BackboneParams,
         model = load_network(spec["source"], spec["architecture"], spec["weights"],
                              spec["path"], size, spec["library"]).eval()
         latency = measure_latency(model, (3, size, size), warmup=2, runs=10)["median_ms"]
-        rows.append({"candidate": _label(spec), **score_backbone(model, data),
-                     "latency_ms": latency, **spec})
+        scores = score_backbone(model, data, device=runtime.device)
+        rows.append({"candidate": _label(spec), **scores, "latency_ms": latency, **spec})
     return choose_backbone(pd.DataFrame(rows))
 
 

@@ -7,7 +7,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(rank_backbones,
-                 ["images", "params:backbone", "params:ingestion.decode_cache_dir"],
+                 ["images", "params:backbone", "params:ingestion.decode_cache_dir",
+                  "params:runtime"],
                  "backbone_ranking", name="rank_backbones"),
             Node(load_backbone, ["params:backbone", "backbone_ranking"], "pretrained_model",
                  name="load_backbone"),

@@ -24,14 +24,13 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
     splits = split_image_data(images, size, decode_cache_dir)
     settings = pruning.model_dump()
     table = (channel_importance if pruning.importance == "taylor_gate"
-             else score_channels(finetuned_model, splits["train"], pruning.importance,
-                                 {**settings, "device": runtime.device}))
+             else score_channels(finetuned_model, splits["train"], pruning.importance, settings,
+                                 runtime.model_dump()))
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {}, settings,
                               {"importance": table})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
-    settings.update(device=runtime.device, precision=runtime.precision)  # not in the key above
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
-                                                 checkpoint_dir)
+                                                 checkpoint_dir, runtime.model_dump())
     return record_training_data(model, images), summary, history, learning_curves(history)

@@ -6,19 +6,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
 
-from ft_pipelines.core.data import split_image_data, stratified_subset
+from ft_pipelines.core.data import split_subset
 from ft_pipelines.core.evaluation import layer_divergence_figure
 from ft_pipelines.core.similarity import similarity_report
-from ft_pipelines.params import SimilarityParams
+from ft_pipelines.params import RuntimeParams, SimilarityParams
 
 
 def analyse_similarity(pretrained_model: nn.Module, images: pd.DataFrame,
-                       similarity: SimilarityParams, decode_cache_dir: str | None
-                       ) -> tuple[dict, pd.DataFrame, Figure]:
+                       similarity: SimilarityParams, decode_cache_dir: str | None,
+                       runtime: RuntimeParams) -> tuple[dict, pd.DataFrame, Figure]:
     """Similarity signals on (a stratified subset of) the training split, decoded at the
-    analysis size (so the verdict does not change with backbone.input_size)."""
+    analysis size (so the verdict does not change with backbone.input_size); only the
+    subset is decoded. The forward passes run on ``runtime.device``."""
     size = similarity.analysis_size or pretrained_model.backbone_cfg.input_size
-    data = split_image_data(images, size, decode_cache_dir)["train"]
-    data = stratified_subset(data, similarity.max_images, similarity.seed)
-    metrics, layers = similarity_report(pretrained_model, data, similarity.model_dump())
+    data = split_subset(images, "train", size, decode_cache_dir, similarity.max_images,
+                        similarity.seed)
+    metrics, layers = similarity_report(pretrained_model, data,
+                                        {**similarity.model_dump(), "device": runtime.device})
     return metrics, layers, layer_divergence_figure(layers)

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 analyse_similarity,
                 inputs=["pretrained_model", "images", "params:similarity",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["similarity_metrics", "layer_divergence", "layer_divergence_plot"],
                 name="analyse_similarity",
             ),

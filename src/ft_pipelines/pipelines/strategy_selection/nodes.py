@@ -16,7 +16,7 @@ from ft_pipelines.core.strategy import (
     run_pilot,
     select_strategy,
 )
-from ft_pipelines.params import FinetuneParams, StrategyParams, SurgeryParams
+from ft_pipelines.params import FinetuneParams, RuntimeParams, StrategyParams, SurgeryParams
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
 
 def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
                     images: pd.DataFrame, strategy: StrategyParams, finetune: FinetuneParams,
-                    surgery: SurgeryParams, decode_cache_dir: str | None
-                    ) -> tuple[dict, nn.Module]:
+                    surgery: SurgeryParams, decode_cache_dir: str | None,
+                    runtime: RuntimeParams) -> tuple[dict, nn.Module]:
     """(finetune_plan, pilot_model). Matrix mode: the recommendation and the pretrained network
     unchanged; pilot mode: the winner's plan and its pilot weights."""
     if "candidate_plans" not in strategy_recommendation:
@@ -51,7 +51,7 @@ def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
     winner, model, trials, epochs_done = run_pilot(
         pretrained_model, splits, strategy_recommendation["candidate_plans"],
         strategy_recommendation["recommended"], strategy.pilot.model_dump(),
-        finetune.model_dump(), surgery.seed)
+        finetune.model_dump(), surgery.seed, runtime.model_dump())
     plan = plan_after_pilot(strategy_recommendation, winner, trials, epochs_done,
                             strategy_recommendation["left_out"], strategy.pilot.model_dump())
     return plan, model

@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 select_by_pilot,
                 inputs=["strategy_recommendation", "pretrained_model", "images",
                         "params:strategy", "params:finetune", "params:surgery",
-                        "params:ingestion.decode_cache_dir"],
+                        "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["finetune_plan", "pilot_model"],
                 name="select_by_pilot",
             ),
