@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from ft_pipelines.core.export import EXPORTED_MODELS as EXPORTED
 from ft_pipelines.params import PredictParams
 from ft_pipelines.pipelines.predict.nodes import predict_images
 
@@ -23,13 +24,34 @@ def _predict(tiny_onnx, folder, evaluation_metrics, export_report):
 
 def test_auto_labels_with_the_evaluations_exported_pick(tiny_onnx, tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "a.png")
-    export_report = {"recommendation": {"model": "pruned_int8"}}
+    sha = tiny_onnx.sha256
+    export_report = {"recommendation": {"model": "pruned_int8"},
+                     "models": {name: {"sha256": sha} for name in EXPORTED}}
     metrics = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
                "pruned_int8": _row(0.98, 1400),
                # a PyTorch row can be the report's fastest; predict only runs exported files
                "pruned": _row(0.98, 5000)}
+    for name in EXPORTED:
+        metrics[name]["sha256"] = sha
     table = _predict(tiny_onnx, tmp_path, metrics, export_report)
     assert table["model"].iloc[0].startswith("pruned_onnx@")
     # no evaluation saved yet: the export report decides
     table = _predict(tiny_onnx, tmp_path, None, export_report)
     assert table["model"].iloc[0].startswith("pruned_int8@")
+
+
+def test_an_evaluation_of_other_files_is_not_followed(tiny_onnx, tmp_path, caplog):
+    """An export without int8 after the evaluation: the evaluation's int8 pick is stale."""
+    Image.new("RGB", (10, 10)).save(tmp_path / "a.png")
+    sha = tiny_onnx.sha256
+    export_report = {"recommendation": {"model": "pruned_onnx"},
+                     "models": {"finetuned_onnx": {"sha256": sha}, "pruned_onnx": {"sha256": sha},
+                                "pruned_int8": {"skipped": "export.quantize: null"}}}
+    metrics = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
+               "pruned_int8": _row(0.98, 9000)}
+    for name in EXPORTED:
+        metrics[name]["sha256"] = sha
+    with caplog.at_level("WARNING"):
+        table = _predict(tiny_onnx, tmp_path, metrics, export_report)
+    assert table["model"].iloc[0].startswith("pruned_onnx@")
+    assert "measured other exported files" in caplog.text

@@ -75,6 +75,7 @@ def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
     probs = softmax(runner.logits(data.images.numpy()))
     scores = classification_metrics(probs, data.labels.numpy(), list(class_names))
     scores.update(onnx_cost_metrics(runner, params))
+    scores["sha256"] = model.sha256  # which file: predict checks the report is about it
     logger.info("ONNX %s (%s): top-1 %.4f, %.2f ms at batch 1", model.precision, provider,
                 scores["top1"], scores["latency_ms"])
     return scores

@@ -74,6 +74,17 @@ def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None,
     return model
 
 
+def evaluation_matches_export(evaluation: dict[str, Any], report: dict[str, Any]) -> bool:
+    """True when ``evaluation`` measured exactly the exported files ``report`` describes (by
+    sha256); false after an export that ran later, or for an evaluation without hashes."""
+    described = {name: (check or {}).get("sha256")
+                 for name, check in (report.get("models") or {}).items()}
+    described = {name: sha for name, sha in described.items() if sha}
+    measured = {name: (evaluation.get(name) or {}).get("sha256")
+                for name in EXPORTED_MODELS if name in evaluation}
+    return bool(described) and described == measured
+
+
 def provenance_warning(name: str, sha256: str, report: dict[str, Any]) -> str | None:
     """A warning when the loaded ``name`` is not the file ``report`` describes (e.g. one
     pinned with --load-versions next to a newer report), else None."""
