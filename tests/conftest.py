@@ -1,11 +1,26 @@
-"""Shared fixtures: tiny data and the bundled backbone built once per session."""
+"""Shared fixtures: tiny data, the bundled backbone and one whole ci chain, each built once per
+session (per xdist worker)."""
 
 from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from ft_pipelines.core.models import create_backbone
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # 2 workers on 2 cores: one thread each (and in every kedro/torchrun child, and in Kedro
+    # sessions: runtime.threads null follows OMP_NUM_THREADS), else OpenMP oversubscribes
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+from ft_pipelines.core.models import create_backbone  # noqa: E402
+
+# Tests that read the ci_chain fixture run in one xdist worker (--dist loadgroup), so the chain
+# runs once; the same mark on a module whose module-scoped fixture is costly keeps it built once.
+CI_CHAIN = pytest.mark.xdist_group("ci_chain")
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +39,30 @@ def fresh_backbone(bundled_backbone):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One whole ``kedro run --env ci`` (models registered in MLflow) typed as a user types it,
+    in a throw-away project. Tests only read it: to run more on top, take ``ci_chain_copy``."""
+    from tests.pipelines.conftest import kedro_cli
+    from tests.project_copy import copy_project
+
+    project = copy_project(tmp_path_factory.mktemp("ci_chain"))
+    result = kedro_cli(project, "--params=mlflow.register=true")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return project
+
+
+@pytest.fixture()
+def ci_chain_copy(ci_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of ``ci_chain`` (project and outputs) to run Kedro on, bootstrapped and the
+    working directory; without the MLflow store, whose runs name artifact folders in the
+    original by absolute path (the copy starts a store of its own)."""
+    from kedro.framework.startup import bootstrap_project
+
+    copy = tmp_path / "ci_chain"
+    shutil.copytree(ci_chain, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
+    bootstrap_project(copy)
+    monkeypatch.chdir(copy)
+    return copy
