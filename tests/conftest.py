@@ -22,6 +22,23 @@ from ft_pipelines.core.models import create_backbone  # noqa: E402
 # runs once; the same mark on a module whose module-scoped fixture is costly keeps it built once.
 CI_CHAIN = pytest.mark.xdist_group("ci_chain")
 
+# The slowest first (xdist hands tests out in collection order, --no-loadscope-reorder), so that
+# the 2 workers finish together; no result depends on the order.
+SLOWEST_FIRST = ("@ci_chain", "@notebook", "test_torchrun.py", "@viz", "@model_surgery",
+                 "test_consistency.py", "test_errors.py", "test_pilot.py",
+                 "test_distributed.py", "@analysis_resolution")
+
+
+def _slowness_rank(item: pytest.Item) -> int:
+    mark = item.get_closest_marker("xdist_group")
+    names = (f"@{mark.args[0]}" if mark and mark.args else "", item.path.name)
+    return next((rank for rank, slow in enumerate(SLOWEST_FIRST) if slow in names),
+                len(SLOWEST_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_slowness_rank)  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def bundled_backbone():

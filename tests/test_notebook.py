@@ -11,6 +11,9 @@ from nbclient import NotebookClient
 
 from tests.project_copy import copy_project as copy_project_config
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("notebook")
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
 CELL_TIMEOUT_S = 900  # the run cell trains and prunes: about 2 minutes on 2 idle cores
