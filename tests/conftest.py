@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,45 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the first MLflow sqlite store of the session is copied once it is created."""
+    return tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _new_mlflow_stores_are_copies(mlflow_store_template: Path):
+    """Nearly every Kedro run in these tests opens a new MLflow sqlite store (data/ci/mlflow.db in
+    a new project copy), and a new store runs MLflow's ~50 schema migrations: 3-7 s each on 2
+    cores. The session's first store is created and migrated for real; every later one is an
+    sqlite backup of it (same MLflow, same schema: what the migrations would have made)."""
+    import sqlite3
+
+    from mlflow.store.db import utils
+
+    migrate = utils._initialize_tables
+
+    def initialize_tables(engine) -> None:
+        if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            migrate(engine)
+            return
+        raw = engine.raw_connection()
+        try:
+            if mlflow_store_template.exists():
+                with closing(sqlite3.connect(mlflow_store_template)) as template:
+                    template.backup(raw.driver_connection)
+            else:
+                migrate(engine)
+                with closing(sqlite3.connect(mlflow_store_template)) as template:
+                    raw.driver_connection.backup(template)
+        finally:
+            raw.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_initialize_tables", initialize_tables)
+        yield
+
+
+@pytest.fixture(scope="session")
 def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One whole ``kedro run --env ci`` (models registered in MLflow) typed as a user types it,
     in a throw-away project. Tests only read it: to run more on top, take ``ci_chain_copy``."""
@@ -72,14 +112,22 @@ def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def ci_chain_copy(ci_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ci_chain_copy(ci_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  mlflow_store_template: Path) -> Path:
     """A private copy of ``ci_chain`` (project and outputs) to run Kedro on, bootstrapped and the
-    working directory; without the MLflow store, whose runs name artifact folders in the
-    original by absolute path (the copy starts a store of its own)."""
+    working directory; without the chain's MLflow runs, whose artifact folders are named in the
+    original by absolute path (the copy has a store of its own)."""
     from kedro.framework.startup import bootstrap_project
 
     copy = tmp_path / "ci_chain"
     shutil.copytree(ci_chain, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
+    # a new, empty store (as a first run would create it), so `kedro run` in a new interpreter
+    # too skips the migrations
+    if not mlflow_store_template.exists():
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{tmp_path / 'first.db'}").search_experiments()
+    shutil.copy(mlflow_store_template, copy / "data" / "ci" / "mlflow.db")
     bootstrap_project(copy)
     monkeypatch.chdir(copy)
     return copy
