@@ -98,6 +98,15 @@ def _new_mlflow_stores_are_copies(mlflow_store_template: Path):
         yield
 
 
+def empty_mlflow_store(template: Path) -> Path:
+    """``mlflow_store_template``, created now if no store was opened yet."""
+    if not template.exists():
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{template.with_name('first.db')}").search_experiments()
+    return template
+
+
 @pytest.fixture(scope="session")
 def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One whole ``kedro run --env ci`` (models registered in MLflow) typed as a user types it,
@@ -121,13 +130,9 @@ def ci_chain_copy(ci_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     copy = tmp_path / "ci_chain"
     shutil.copytree(ci_chain, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
-    # a new, empty store (as a first run would create it), so `kedro run` in a new interpreter
-    # too skips the migrations
-    if not mlflow_store_template.exists():
-        from mlflow import MlflowClient
-
-        MlflowClient(f"sqlite:///{tmp_path / 'first.db'}").search_experiments()
-    shutil.copy(mlflow_store_template, copy / "data" / "ci" / "mlflow.db")
+    # a new, empty store (as a first run would create it), so that `kedro run` in a new
+    # interpreter skips the migrations too
+    shutil.copy(empty_mlflow_store(mlflow_store_template), copy / "data" / "ci" / "mlflow.db")
     bootstrap_project(copy)
     monkeypatch.chdir(copy)
     return copy
