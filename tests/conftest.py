@@ -23,24 +23,11 @@ from ft_pipelines.core.models import create_backbone  # noqa: E402
 # runs once; the same mark on a module whose module-scoped fixture is costly keeps it built once.
 CI_CHAIN = pytest.mark.xdist_group("ci_chain")
 
-# The slowest first (xdist hands tests out in collection order: loadscopereorder off), so that
+# The slowest first (xdist hands tests out in collection order: --no-loadscope-reorder), so that
 # the 2 workers finish together; no result depends on the order.
 SLOWEST_FIRST = ("@ci_chain", "@notebook", "test_torchrun.py", "@viz", "@model_surgery",
                  "test_consistency.py", "test_errors.py", "test_pilot.py",
                  "test_distributed.py", "@analysis_resolution")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """2 xdist workers by default (the suite's target: <= 2 min on 2 cores), grouped by
-    ``xdist_group``, slowest first; unless ``-n``/``--dist`` were given or xdist is absent or
-    switched off (``-p no:xdist``), which runs the suite in one process as before."""
-    option = config.option
-    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
-            or getattr(option, "numprocesses", 0) is not None or option.dist != "no"
-            or option.collectonly or config.getoption("usepdb", False)):
-        return
-    option.numprocesses, option.dist, option.loadscopereorder = 2, "loadgroup", False
 
 
 def _slowness_rank(item: pytest.Item) -> int:
