@@ -3,13 +3,18 @@ throw-away copy of the project so the real data/ is untouched."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import empty_mlflow_store
 from tests.project_copy import copy_project as copy_project_config
+
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("notebook")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
@@ -36,8 +41,12 @@ def text_of(output: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
+def executed(tmp_path_factory: pytest.TempPathFactory,
+             mlflow_store_template: Path) -> tuple[nbformat.NotebookNode, Path]:
     project = copy_project(tmp_path_factory.mktemp("notebook_project"))
+    # an empty MLflow store as a first run creates it: the kernel skips its ~50 migrations
+    (project / "data" / "ci").mkdir(parents=True)
+    shutil.copy(empty_mlflow_store(mlflow_store_template), project / "data/ci/mlflow.db")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     patch = pytest.MonkeyPatch()
     # the kernel inherits the environment: the ci configuration, the copy, no telemetry

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from ft_pipelines.tracking import artifacts, records
 from ft_pipelines.tracking.hook import sqlite_in_project
+from tests.conftest import CI_CHAIN
 from tests.pipelines import conftest as pipeline_tests
 from tests.pipelines.conftest import run_pipelines
 
@@ -182,8 +183,9 @@ def test_a_failed_run_is_a_failed_mlflow_run_with_its_lineage(project):
     assert "lineage/lineage.json" in artifact_paths(store(project), run.info.run_id)
 
 
-def test_the_ci_chain_is_one_run_with_curves_evaluation_models_and_a_ui(project):
-    run_pipelines(project, ["__default__"], **{"mlflow.register": True})
+@CI_CHAIN
+def test_the_ci_chain_is_one_run_with_curves_evaluation_models_and_a_ui(ci_chain):
+    project = ci_chain  # the session's `kedro run --env ci --params=mlflow.register=true`
     (run,) = runs(project)
     client = store(project)
     data = run.data

@@ -13,6 +13,9 @@ import pytest
 
 from tests.project_copy import copy_project
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("viz")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_NODES = {

@@ -17,6 +17,9 @@ from ft_pipelines import settings
 from ft_pipelines.params import Parameters, validate_parameters
 from tests.project_copy import copy_project
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("params_conf")
+
 
 def load_parameters(project: Path, env: str) -> dict:
     args = {**settings.CONFIG_LOADER_ARGS, "default_run_env": env}

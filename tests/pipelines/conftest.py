@@ -57,6 +57,28 @@ def kedro_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+def run_error(project: Path, pipelines: list[str], **runtime_params) -> BaseException:
+    """The exception of a run that must fail, run in-process (the session, hooks and runner of
+    ``kedro run``, without a new interpreter)."""
+    with pytest.raises(Exception) as failure:  # noqa: PT011 (the caller checks the message)
+        run_pipelines(project, pipelines, **runtime_params)
+    return failure.value
+
+
+def last_error(error: BaseException) -> str:
+    """``Type: message`` as the last lines of a failed ``kedro run`` show it, squeezed."""
+    return squeezed(f"{type(error).__name__}: {error}")
+
+
+def error_chain(error: BaseException | None) -> str:
+    """The messages of ``error`` and of the exceptions it was raised from, squeezed."""
+    messages = []
+    while error is not None and len(messages) < 10:
+        messages.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return squeezed("\n".join(messages))
+
+
 def squeezed(text: str) -> str:
     """``text`` without whitespace: rich wraps long messages wherever it likes."""
     return "".join(text.split())

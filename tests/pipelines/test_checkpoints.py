@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ft_pipelines.datasets import ModelArtifactDataset
+from tests.conftest import CI_CHAIN
 from tests.pipelines.conftest import run_pipelines
 
 
@@ -18,12 +19,16 @@ def checkpoint_files(project: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-FAST = {"finetune.epochs": 1}  # CI settings, one training epoch: this test runs Kedro 3 times
+FAST = {"finetune.epochs": 1}  # CI settings, one training epoch: this test runs Kedro twice
 
 
-def test_checkpoints_are_removed_once_outputs_are_saved(project, monkeypatch, caplog):
-    run_pipelines(project, ["__default__"], **FAST)
-    assert checkpoint_files(project) == []  # fine-tuning and pruning checkpoints both gone
+@CI_CHAIN
+def test_checkpoints_are_removed_once_outputs_are_saved(ci_chain, ci_chain_copy, monkeypatch,
+                                                        caplog):
+    # the session's whole `kedro run --env ci`
+    assert (ci_chain / "data/ci/06_models/pruned_model.safetensors").is_dir()
+    assert checkpoint_files(ci_chain) == []  # fine-tuning and pruning checkpoints both gone
+    project = ci_chain_copy
 
     # killed after training, before the model was stored: the checkpoint must survive ...
     real_save = ModelArtifactDataset.save

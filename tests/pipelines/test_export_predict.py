@@ -1,5 +1,6 @@
-"""The export and predict stages through Kedro: one real ``kedro run --env ci`` chain, then
-``predict`` on new images exactly as a user types it; the other tests call the nodes directly."""
+"""The export and predict stages through Kedro: the session's real ``kedro run --env ci`` chain,
+then ``predict`` on new images exactly as a user types it; the other tests call the nodes
+directly."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from ft_pipelines.params import ExportParams, ParameterError, PredictParams, val
 from ft_pipelines.pipeline_registry import register_pipelines
 from ft_pipelines.pipelines.export.nodes import quantize_pruned, write_export_report
 from ft_pipelines.pipelines.predict.nodes import predict_images
+from tests.conftest import CI_CHAIN
 from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
-from tests.pipelines.conftest import latest
+from tests.pipelines.conftest import latest, run_pipelines
 
 PREDICT = {"path": None, "model": "auto", "batch_size": 4, "image_column": "image",
            "file_column": "file", "threads": 1}
@@ -56,9 +58,9 @@ def test_export_is_in_the_default_chain_and_predict_is_not(project):
     assert "images" not in pipelines["predict"].inputs()  # no training data needed
 
 
-def test_ci_chain_then_predict_on_new_images(project, tmp_path):
-    kedro(project)
-    report = json.loads(latest(project, "08_reporting/export_report.json").read_text())
+@CI_CHAIN
+def test_ci_chain_then_predict_on_new_images(ci_chain, ci_chain_copy, tmp_path):
+    report = json.loads(latest(ci_chain, "08_reporting/export_report.json").read_text())
     for name in ("finetuned_onnx", "pruned_onnx"):
         check = report["models"][name]["verification"]["providers"]["CPUExecutionProvider"]
         assert check["passed"] and check["max_abs_logit_diff"] < 1e-3
@@ -66,12 +68,14 @@ def test_ci_chain_then_predict_on_new_images(project, tmp_path):
     assert int8["precision"] == "int8" and isinstance(int8["recommended"], bool)
     assert report["recommendation"]["model"] == ("pruned_int8" if int8["recommended"]
                                                  else "pruned_onnx")
-    pruned_version = latest(project, "06_models/pruned_model.safetensors").parent.name
-    sidecar = json.loads(latest(project, "06_models/pruned_onnx.onnx").with_suffix(".json")
+    pruned_version = latest(ci_chain, "06_models/pruned_model.safetensors").parent.name
+    sidecar = json.loads(latest(ci_chain, "06_models/pruned_onnx.onnx").with_suffix(".json")
                          .read_text())
     assert sidecar["source_model"]["artifact"]["version"] == pruned_version
     assert sidecar["class_names"] == [str(i) for i in range(10)]
 
+    # predict on top of the chain (in a copy), typed as a user types it
+    project = ci_chain_copy
     folder = new_images(tmp_path / "new")
     kedro(project, "--pipelines=predict", f"--params=predict.path={folder}")
     table = pd.read_parquet(latest(project, "07_model_output/predictions.parquet"))
@@ -83,13 +87,13 @@ def test_ci_chain_then_predict_on_new_images(project, tmp_path):
 
     # export.quantize: null: no new int8 version, and auto now means the fp32 pruned model
     int8_versions = sorted((project / "data/ci/06_models/pruned_int8.onnx").iterdir())
-    kedro(project, "--pipelines=export", "--params=export.quantize=null")
+    run_pipelines(project, ["export"], **{"export.quantize": None})
     assert sorted((project / "data/ci/06_models/pruned_int8.onnx").iterdir()) == int8_versions
     report = json.loads(latest(project, "08_reporting/export_report.json").read_text())
     assert report["recommendation"]["model"] == "pruned_onnx"
     table = pd.DataFrame({"image": [(folder / "batch0" / "img0.png").read_bytes()]})
     table.to_parquet(tmp_path / "one.parquet")
-    kedro(project, "--pipelines=predict", f"--params=predict.path={tmp_path / 'one.parquet'}")
+    run_pipelines(project, ["predict"], **{"predict.path": str(tmp_path / "one.parquet")})
     table = pd.read_parquet(latest(project, "07_model_output/predictions.parquet"))
     assert len(table) == 1 and table["model"].str.startswith("pruned_onnx@").all()
 

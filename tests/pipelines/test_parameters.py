@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.pipelines.conftest import latest, run_pipelines
+from ft_pipelines.params.hooks import InvalidParameters
+from tests.pipelines.conftest import latest, run_error, run_pipelines
 from tests.project_copy import copy_project
 
 
@@ -31,29 +32,44 @@ def fresh_project(tmp_path: Path) -> Path:
 
 
 # Misspelt keys of stages the run does not even include (data_ingestion only runs ingestion).
-@pytest.mark.parametrize(("params", "expected"), [
-    ("finetune.batchsize=32", "`finetune.batchsize`: unknown key; did you mean "
-                              "`finetune.batch_size`?"),
-    ("pruning.ratoi=0.5", "`pruning.ratoi`: unknown key; did you mean `pruning.ratio`?"),
-    ("ingestion.max_per_clas=3", "`ingestion.max_per_clas`: unknown key; did you mean "
-                                 "`ingestion.max_per_class`?"),
-])
-def test_kedro_run_stops_on_a_misspelt_key_naming_it(fresh_project, params, expected):
-    result = kedro_run(fresh_project, params)
+MISSPELT = {
+    "finetune.batchsize": "`finetune.batchsize`: unknown key; did you mean "
+                          "`finetune.batch_size`?",
+    "pruning.ratoi": "`pruning.ratoi`: unknown key; did you mean `pruning.ratio`?",
+    "ingestion.max_per_clas": "`ingestion.max_per_clas`: unknown key; did you mean "
+                              "`ingestion.max_per_class`?",
+}
+
+
+def test_kedro_run_stops_on_a_misspelt_key_naming_it(fresh_project):
+    # the command as a user types it: exit code and what it prints
+    result = kedro_run(fresh_project, "finetune.batchsize=32")
     assert result.returncode != 0
-    assert expected in result.stderr, result.stderr[-3000:]
+    assert MISSPELT["finetune.batchsize"] in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr  # one message, no stack
     assert not (fresh_project / "data").exists()  # no node ran, no version was written
 
 
-def test_kedro_run_stops_on_bad_values_before_any_node_naming_each(fresh_project):
-    result = kedro_run(fresh_project, "finetune.lr_new=-1,finetune.epochs=0,pruning.ratio=1.5")
-    assert result.returncode != 0
+# The same session start in-process (the hook that stops the command above raises this error).
+@pytest.mark.parametrize(("key", "value"), [("finetune.batchsize", 32), ("pruning.ratoi", 0.5),
+                                            ("ingestion.max_per_clas", 3)])
+def test_a_session_stops_on_a_misspelt_key_naming_it(project, key, value):
+    error = run_error(project, ["data_ingestion"], **{key: value})
+    assert isinstance(error, InvalidParameters)
+    assert MISSPELT[key] in str(error)
+    assert not (project / "data").exists()  # no node ran, no version was written
+
+
+def test_a_session_stops_on_bad_values_before_any_node_naming_each(project):
+    error = run_error(project, ["data_ingestion"], **{"finetune.lr_new": -1,
+                                                      "finetune.epochs": 0,
+                                                      "pruning.ratio": 1.5})
+    assert isinstance(error, InvalidParameters)
     for expected in ("`finetune.lr_new`: must be > 0, got -1",
                      "`finetune.epochs`: must be >= 1, got 0",
                      "`pruning.ratio`: must be < 1, got 1.5"):
-        assert expected in result.stderr, result.stderr[-3000:]
-    assert not (fresh_project / "data").exists()
+        assert expected in str(error), str(error)
+    assert not (project / "data").exists()
 
 
 def test_threads_are_applied_and_the_environment_recorded(project):

@@ -3,6 +3,9 @@ import torch
 
 from ft_pipelines.core.models import apply_surgery, create_backbone, surgery_summary
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("model_surgery")
+
 # (architecture, blocks in its hierarchy, input size for a forward check)
 ARCHITECTURES = [
     ("resnet18", 4, 64),

@@ -9,6 +9,9 @@ from ft_pipelines.core.data import ImageData, build_images_table, decode_images,
 from ft_pipelines.core.similarity import resize_images, similarity_report
 from ft_pipelines.core.strategy.decision_matrix import classify_similarity
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("analysis_resolution")
+
 MAX_DIVERGENCE = 1.0  # strategy.similarity.max_divergence default
 IMAGES = 60
 

@@ -20,6 +20,9 @@ from ft_pipelines.core.training import (
 from ft_pipelines.core.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 from tests.core.training.tiny import Crash, run, tiny_data, tiny_model
 
+# its module-scoped fixture is built once: all its tests in one xdist worker
+pytestmark = pytest.mark.xdist_group("training_checkpoint")
+
 CONFIG = TrainConfig(epochs=3, batch_size=16, lr_pretrained=0.05, lr_new=0.1, progress=False)
 
 
