@@ -24,12 +24,14 @@ logger = logging.getLogger(__name__)
 class CheckpointCleanupHook:
     def __init__(self) -> None:
         self.keep = False
+        self.root: Path | None = None  # finetune.checkpoint_dir: emptied parents up to it go
         self.pending: dict[str, list[Path]] = {}  # node name -> its finished checkpoint folders
         self.saved: dict[str, set[str]] = {}
 
     @hook_impl
     def after_catalog_created(self, parameters: dict[str, Any]) -> None:
-        self.keep = validate_parameters(parameters["parameters"]).finetune.keep_checkpoints
+        finetune = validate_parameters(parameters["parameters"]).finetune
+        self.keep, self.root = finetune.keep_checkpoints, Path(finetune.checkpoint_dir).resolve()
         self.pending, self.saved = {}, {}
 
     @hook_impl
@@ -66,4 +68,15 @@ class CheckpointCleanupHook:
                 logger.info("Keeping checkpoints in %s (finetune.keep_checkpoints)", folder)
             else:
                 shutil.rmtree(folder, ignore_errors=True)
+                self._remove_empty_parents(folder)
                 logger.info("Outputs of %s saved: removed its checkpoints %s", node_name, folder)
+
+    def _remove_empty_parents(self, folder: Path) -> None:
+        """Pruning keeps ``prune-<key>/attempt-N``: the emptied ``prune-<key>`` goes too."""
+        parent = folder.resolve().parent
+        while self.root is not None and parent != self.root and self.root in parent.parents:
+            try:
+                parent.rmdir()  # only when empty
+            except OSError:
+                return
+            parent = parent.parent

@@ -28,6 +28,8 @@ def test_checkpoints_are_removed_once_outputs_are_saved(ci_chain, ci_chain_copy,
     # the session's whole `kedro run --env ci`
     assert (ci_chain / "data/ci/06_models/pruned_model.safetensors").is_dir()
     assert checkpoint_files(ci_chain) == []  # fine-tuning and pruning checkpoints both gone
+    root = ci_chain / "data/ci/06_models/checkpoints"
+    assert not root.exists() or list(root.iterdir()) == []  # no emptied prune-<key> folder
     project = ci_chain_copy
 
     # killed after training, before the model was stored: the checkpoint must survive ...
