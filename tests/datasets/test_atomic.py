@@ -26,6 +26,13 @@ from ft_pipelines.datasets import (  # noqa: E402
 V1, V2 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"
 
 
+def assert_same(kind: str, loaded, expected) -> None:
+    if kind == "parquet":
+        pd.testing.assert_frame_equal(loaded, expected)
+    else:
+        assert loaded == expected
+
+
 def _figure():
     figure, axis = plt.subplots()
     axis.plot([0, 1], [1, 0])
@@ -77,11 +84,7 @@ def test_a_save_killed_half_way_leaves_the_previous_version_as_latest(kind, tmp_
     assert _files(tmp_path) == [f"{name}/{V1}/{name}"]  # no temporary left either
     latest = _dataset(cls, path, None)
     assert latest.resolve_load_version() == V1
-    loaded = latest.load()
-    if kind == "parquet":
-        pd.testing.assert_frame_equal(loaded, first)
-    else:
-        assert loaded == first
+    assert_same(kind, latest.load(), first)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
@@ -92,11 +95,7 @@ def test_saved_files_load_back_readable_by_the_group(kind, tmp_path):
     final = tmp_path / name / V1 / name
     assert stat.S_IMODE(os.stat(final).st_mode) == 0o644
     assert _files(tmp_path) == [f"{name}/{V1}/{name}"]
-    loaded = _dataset(cls, tmp_path / name, None).load()
-    if kind == "parquet":
-        pd.testing.assert_frame_equal(loaded, first)
-    else:
-        assert loaded == first
+    assert_same(kind, _dataset(cls, tmp_path / name, None).load(), first)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
