@@ -7,15 +7,18 @@ evaluation exists; after that the evaluation report's "which model to ship" deci
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
+from ft_pipelines.core.evaluation import ship_recommendation
 from ft_pipelines.core.export.verify import compare_logits, top1
 
 EXPORTED_MODELS = ("pruned_int8", "pruned_onnx", "finetuned_onnx")
 MODEL_CHOICES = ("auto", *EXPORTED_MODELS)
 FALLBACK_MODEL = "pruned_onnx"
+logger = logging.getLogger(__name__)
 
 
 def assess_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray,
@@ -83,6 +86,22 @@ def evaluation_matches_export(evaluation: dict[str, Any], report: dict[str, Any]
     measured = {name: (evaluation.get(name) or {}).get("sha256")
                 for name in EXPORTED_MODELS if name in evaluation}
     return bool(described) and described == measured
+
+
+def evaluated_recommendation(evaluation: dict[str, Any] | None, report: dict[str, Any]
+                             ) -> dict[str, Any] | None:
+    """The evaluation's "which model to ship" among the exported rows (a PyTorch row may be
+    its fastest, but only exported files can label images), or None when there is no
+    evaluation or it measured other files than ``report`` describes (an export ran after it)."""
+    if not evaluation:
+        return None
+    if not evaluation_matches_export(evaluation, report):
+        logger.warning("The newest evaluation measured other exported files than the export "
+                       "report describes (an export ran after it): predict.model=auto follows "
+                       "the export report; run `kedro run --pipelines=evaluation` to update it")
+        return None
+    return ship_recommendation({name: row for name, row in evaluation.items()
+                                if name in EXPORTED_MODELS})
 
 
 def provenance_warning(name: str, sha256: str, report: dict[str, Any]) -> str | None:

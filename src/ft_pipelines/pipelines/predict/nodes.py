@@ -7,13 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from ft_pipelines.core.evaluation import ship_recommendation
 from ft_pipelines.core.export import (
     CPU,
-    EXPORTED_MODELS,
     OnnxModel,
     OnnxRunner,
-    evaluation_matches_export,
+    evaluated_recommendation,
     iter_inputs,
     predict_rows,
     predictions_table,
@@ -35,15 +33,8 @@ def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
     (``None`` here when no evaluation was ever saved: then the export report's choice)."""
     models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
               "pruned_int8": pruned_int8}
-    evaluated = None
-    if evaluation_metrics and evaluation_matches_export(evaluation_metrics, export_report):
-        # only exported rows can label here (a PyTorch row may be the report's fastest)
-        evaluated = ship_recommendation({name: row for name, row in evaluation_metrics.items()
-                                         if name in EXPORTED_MODELS})
-    elif evaluation_metrics:
-        logger.warning("The newest evaluation measured other exported files than the export "
-                       "report describes (an export ran after it): predict.model=auto follows "
-                       "the export report; run `kedro run --pipelines=evaluation` to update it")
+    evaluated = (evaluated_recommendation(evaluation_metrics, export_report)
+                 if predict.model == "auto" else None)
     name = resolve_model_choice(predict.model, export_report.get("recommendation"), evaluated)
     model = models[name]
     if model is None:
