@@ -13,6 +13,7 @@ from ft_pipelines.core.evaluation.cost import (
     measure_latency,
     measure_throughput,
     timed_calls_ms,
+    timing_summary,
 )
 from ft_pipelines.core.evaluation.metrics import (
     classification_metrics,
@@ -58,4 +59,5 @@ __all__ = [
     "render_report",
     "ship_recommendation",
     "timed_calls_ms",
+    "timing_summary",
 ]

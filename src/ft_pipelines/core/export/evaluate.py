@@ -5,33 +5,23 @@ with onnxruntime on the same number of threads as PyTorch."""
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.evaluation import classification_metrics
+from ft_pipelines.core.evaluation import classification_metrics, timed_calls_ms, timing_summary
 from ft_pipelines.core.export.artifact import OnnxModel
 from ft_pipelines.core.export.runtime import CPU, OnnxRunner, softmax
 
 logger = logging.getLogger(__name__)
 
 
-def _timed_runs_ms(runner: OnnxRunner, batch_size: int, warmup: int, runs: int) -> list[float]:
+def _random_batch(runner: OnnxRunner, batch_size: int) -> np.ndarray:
     size = runner.model.input_size
-    batch = np.random.default_rng(0).standard_normal((batch_size, 3, size, size),
-                                                     dtype=np.float32)
-    for _ in range(warmup):
-        runner.run(batch)
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.run(batch)
-        timings.append((time.perf_counter() - start) * 1000.0)
-    return timings
+    return np.random.default_rng(0).standard_normal((batch_size, 3, size, size),
+                                                    dtype=np.float32)
 
 
 def onnx_cost_metrics(runner: OnnxRunner, params: dict[str, Any]) -> dict[str, Any]:
@@ -42,19 +32,18 @@ def onnx_cost_metrics(runner: OnnxRunner, params: dict[str, Any]) -> dict[str, A
     """
     if int(params.get("latency_runs", 50)) < 1:
         raise ValueError("evaluation.latency_runs must be >= 1")
-    latency = _timed_runs_ms(runner, 1, int(params.get("latency_warmup", 10)),
+    one = _random_batch(runner, 1)
+    latency = timed_calls_ms(lambda: runner.run(one), int(params.get("latency_warmup", 10)),
                              int(params.get("latency_runs", 50)))
     batch = int(params.get("throughput_batch", 64))
-    throughput_ms = _timed_runs_ms(runner, batch, 2, 5)  # as metrics.measure_throughput
+    many = _random_batch(runner, batch)
+    throughput_ms = timed_calls_ms(lambda: runner.run(many), 2, 5)  # as measure_throughput
     source = runner.model.sidecar.get("source_model") or {}
     options = runner.session.get_session_options()
     return {
         "params": source.get("params"), "macs": source.get("macs"),
         "size_bytes": len(runner.model.model_bytes),
-        "latency_ms": float(statistics.median(latency)),
-        "latency_p90_ms": float(np.percentile(latency, 90)),
-        "throughput": float(batch * len(throughput_ms) / (sum(throughput_ms) / 1000.0)),
-        "throughput_batch": batch,
+        **timing_summary(latency, throughput_ms, batch),
         "runtime": f"onnxruntime {ort.__version__} {runner.provider}",
         "threads": int(options.intra_op_num_threads),
     }

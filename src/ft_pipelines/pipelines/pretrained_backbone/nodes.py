@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from torch import nn
 
-from ft_pipelines.core.data import split_image_data, stratified_subset
+from ft_pipelines.core.data import split_subset
 from ft_pipelines.core.evaluation import measure_latency
 from ft_pipelines.core.models import load_backbone as load_network
 from ft_pipelines.core.similarity import RANKING_COLUMNS, choose_backbone, score_backbone
@@ -36,8 +36,7 @@ def rank_backbones(images: pd.DataFrame, backbone: BackboneParams,
                                                      "chosen": True}
         return pd.DataFrame([row | specs[0]])
     size = backbone.input_size
-    train = split_image_data(images, size, decode_cache_dir)["train"]
-    data = stratified_subset(train, backbone.ranking_max_images, 0)
+    data = split_subset(images, "train", size, decode_cache_dir, backbone.ranking_max_images, 0)
     rows = []
     for spec in specs:
         model = load_network(spec["source"], spec["architecture"], spec["weights"],
