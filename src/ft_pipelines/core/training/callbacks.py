@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ft_pipelines.core.training.checkpoint import Checkpointing
 from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.distributed import world
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def default_callbacks(config: TrainConfig, checkpoint_dir: str | Path | None = N
     callbacks: list[Callback] = [BestModel()]
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
-    if config.progress:
+    if config.progress and world()[0] == 0:  # one progress bar under DDP: rank 0's
         callbacks.insert(0, ProgressBar())
     if checkpoint_dir is not None:
         callbacks.append(Checkpointing(checkpoint_dir))

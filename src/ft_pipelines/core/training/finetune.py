@@ -17,7 +17,6 @@ from ft_pipelines.core.regularizers import attention_from_frame, build_regulariz
 from ft_pipelines.core.training.callbacks import default_callbacks
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
-from ft_pipelines.core.training.distributed import world
 from ft_pipelines.core.training.trainer import Trainer
 from ft_pipelines.core.utils import classifier_name, head_parameter_names
 
@@ -98,8 +97,6 @@ def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     # Both regularizers snapshot it (L2SP clones the anchor, DELTA deep-copies the reference).
     regularizer = build_regularizer(name, model, anchor if anchor is not None else model, reg,
                                     weights)
-    if world()[0] > 0:
-        config.progress = False  # one progress bar: rank 0's
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
