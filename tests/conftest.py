@@ -9,15 +9,16 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-import torch
 
+# torch and the project are imported by the fixtures that need them, not here: the xdist
+# controller loads this file too and runs no test (importing them would cost it ~5 s up front)
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
     # 2 workers on 2 cores: one thread each (and in every kedro/torchrun child, and in Kedro
     # sessions: runtime.threads null follows OMP_NUM_THREADS), else OpenMP oversubscribes
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-
-from ft_pipelines.core.models import create_backbone  # noqa: E402
 
 # Tests that read the ci_chain fixture run in one xdist worker (--dist loadgroup), so the chain
 # runs once; the same mark on a module whose module-scoped fixture is costly keeps it built once.
@@ -25,7 +26,7 @@ CI_CHAIN = pytest.mark.xdist_group("ci_chain")
 
 # The slowest first (xdist hands tests out in collection order: --no-loadscope-reorder), so that
 # the 2 workers finish together; no result depends on the order.
-SLOWEST_FIRST = ("@ci_chain", "@notebook", "test_torchrun.py", "@viz", "@model_surgery",
+SLOWEST_FIRST = ("@ci_chain", "test_torchrun.py", "@viz", "@model_surgery",
                  "test_consistency.py", "test_errors.py", "test_pilot.py",
                  "test_distributed.py", "@analysis_resolution")
 
@@ -44,6 +45,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def bundled_backbone():
     """The real ImageNet-pretrained EfficientNet-Lite0 (offline), at a small input size."""
+    from ft_pipelines.core.models import create_backbone
+
     return create_backbone("bundled", input_size=64)
 
 
@@ -56,6 +59,8 @@ def fresh_backbone(bundled_backbone):
 
 @pytest.fixture(autouse=True)
 def _seed():
+    import torch
+
     torch.manual_seed(0)
 
 
@@ -115,8 +120,8 @@ def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.project_copy import copy_project
 
     project = copy_project(tmp_path_factory.mktemp("ci_chain"))
-    result = kedro_cli(project, "--params=mlflow.register=true")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    result = kedro_cli(project, "run", "--env", "ci", "--params=mlflow.register=true")
+    assert result.returncode == 0, result.printed[-4000:]
     return project
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.pipelines.conftest import CliResult, kedro_cli
 from tests.project_copy import copy_project
 
 # its module-scoped fixture is built once: all its tests in one xdist worker
@@ -36,14 +35,9 @@ ON_DEMAND_NODES = {"predict": {"predict_images"}}
 
 
 @pytest.fixture(scope="module")
-def viz_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def viz_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CliResult]:
     project = copy_project(tmp_path_factory.mktemp("viz_project"))
-    # no telemetry and no network; a wide console so rich does not wrap the success line
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "COLUMNS": "200", "MPLBACKEND": "Agg"}
-    result = subprocess.run(["kedro", "viz", "build"], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=180, check=False)
-    return project / "build", result
+    return project / "build", kedro_cli(project, "viz", "build")
 
 
 def load_json(path: Path) -> dict:
@@ -57,7 +51,7 @@ def task_names(graph: dict) -> set[str]:
 
 def test_build_succeeds(viz_build):
     build, result = viz_build
-    output = result.stdout + result.stderr
+    output = result.printed
     assert result.returncode == 0, output[-3000:]
     assert "Success!" in output
     assert (build / "index.html").is_file()

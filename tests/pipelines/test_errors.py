@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from safetensors.torch import save_file
 
 from ft_pipelines.core.models import save_model_file
 from ft_pipelines.core.models.artifact import SPEC_KEY
-from tests.conftest import empty_mlflow_store
 from tests.pipelines.conftest import (
     error_chain,
     kedro_cli,
@@ -63,19 +61,15 @@ def test_non_utf8_file_names_and_animated_gifs_are_ingested_with_warnings(projec
 
 def _error(result) -> str:
     """The exception line(s) at the end of a failed run, without the traceback's source lines."""
-    output = result.stdout + result.stderr
+    output = result.printed
     return squeezed(output[output.rindex("Error: "):])
 
 
-def test_a_parquet_path_that_is_a_text_file_is_explained(project, tmp_path,
-                                                        mlflow_store_template):
+def test_a_parquet_path_that_is_a_text_file_is_explained(project, tmp_path):
     # (a folder without .parquet files: tests/core/data/test_source_errors.py)
-    # an empty MLflow store as a first run creates it: `kedro run` skips its ~50 migrations
-    (project / "data" / "ci").mkdir(parents=True)
-    shutil.copy(empty_mlflow_store(mlflow_store_template), project / "data/ci/mlflow.db")
     path = tmp_path / "images.parquet"
     path.write_text("image,label\n1,2\n")
-    result = kedro_cli(project, "--pipelines=data_ingestion",
+    result = kedro_cli(project, "run", "--env", "ci", "--pipelines=data_ingestion",
                        f"--params=ingestion.source=parquet,ingestion.path={path}")
     assert result.returncode != 0
     output = _error(result)

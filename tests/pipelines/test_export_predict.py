@@ -5,8 +5,6 @@ directly."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +20,15 @@ from ft_pipelines.pipelines.export.nodes import quantize_pruned, write_export_re
 from ft_pipelines.pipelines.predict.nodes import predict_images
 from tests.conftest import CI_CHAIN
 from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
-from tests.pipelines.conftest import latest, run_pipelines
+from tests.pipelines.conftest import CliResult, kedro_cli, latest, run_pipelines
 
 PREDICT = {"path": None, "model": "auto", "batch_size": 4, "image_column": "image",
            "file_column": "file", "threads": 1}
 
 
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "MPLBACKEND": "Agg"}
-    result = subprocess.run(["kedro", "run", "--env", "ci", *args], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+def kedro(project: Path, *args: str) -> CliResult:
+    result = kedro_cli(project, "run", "--env", "ci", *args)
+    assert result.returncode == 0, result.printed[-4000:]
     return result
 
 

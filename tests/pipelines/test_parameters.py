@@ -5,25 +5,14 @@ key or a bad value stops ``kedro run`` before any node (nothing written), naming
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from ft_pipelines.params.hooks import InvalidParameters
-from tests.pipelines.conftest import latest, run_error, run_pipelines
+from tests.pipelines.conftest import kedro_cli, latest, run_error, run_pipelines
 from tests.project_copy import copy_project
-
-
-def kedro_run(project: Path, params: str) -> subprocess.CompletedProcess:
-    # PYTHONPATH is inherited: a worktree's src/ is the code that runs
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "COLUMNS": "200"}
-    return subprocess.run(
-        ["kedro", "run", "--env", "ci", "--pipelines=data_ingestion", f"--params={params}"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture()
@@ -43,10 +32,11 @@ MISSPELT = {
 
 def test_kedro_run_stops_on_a_misspelt_key_naming_it(fresh_project):
     # the command as a user types it: exit code and what it prints
-    result = kedro_run(fresh_project, "finetune.batchsize=32")
+    result = kedro_cli(fresh_project, "run", "--env", "ci", "--pipelines=data_ingestion",
+                       "--params=finetune.batchsize=32")
     assert result.returncode != 0
-    assert MISSPELT["finetune.batchsize"] in result.stderr, result.stderr[-3000:]
-    assert "Traceback" not in result.stdout + result.stderr  # one message, no stack
+    assert MISSPELT["finetune.batchsize"] in result.output, result.printed[-3000:]
+    assert "Traceback" not in result.printed  # one message, no stack
     assert not (fresh_project / "data").exists()  # no node ran, no version was written
 
 

@@ -13,12 +13,12 @@ from tests.pipelines.conftest import latest, run_pipelines
 def test_pilot_trials_pick_the_best_and_finetuning_continues_from_it(project):
     run_pipelines(project, ["data_ingestion", "pretrained_backbone", "similarity_analysis",
                             "strategy_selection", "backbone_surgery"],
-                  **{"strategy.mode": "pilot", "ingestion.max_per_class": 40})
+                  **{"strategy.mode": "pilot", "ingestion.max_per_class": 20})
     plan = json.loads(latest(project, "05_model_input/finetune_plan.json").read_text())
     trials = plan["trials"]
     assert len(trials) >= 2 and len({t["strategy"] for t in trials}) >= 2
     assert all(0 <= t["val_top1"] <= 1 and t["seconds"] > 0 and t["steps"] >= 1 for t in trials)
-    # from_scratch is left out: 24 training images per class < 50
+    # from_scratch is left out: 12 training images per class < 50
     assert "from_scratch" not in {t["strategy"] for t in trials} and plan["pilot"]["left_out"]
     # the winner is the best trial (a strategy's val_top1 only grows across its rounds)
     best = max(t["val_top1"] for t in trials)

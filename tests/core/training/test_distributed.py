@@ -29,7 +29,16 @@ def _train_tiny(config: TrainConfig, use_cache: bool, checkpoint_dir=None):
     config.use_cache = use_cache
     trainer = Trainer(model, config, callbacks=default_callbacks(config, checkpoint_dir))
     history = trainer.fit(tiny_data(45), tiny_data(20, seed=1))
-    return model.state_dict(), history, world()
+    return model.state_dict(), history, world(), trainer.start_epoch
+
+
+def _train_killed_then_resumed(checkpoint_dir):
+    """One rank: a run of 1 epoch (as if killed after epoch 1), then the 2-epoch run resuming
+    from rank 0's checkpoint. One spawn for both: each spawned rank imports torch again."""
+    _train_tiny(_config(1), True, checkpoint_dir)
+    torch.distributed.barrier()  # rank 0's checkpoint is written before any rank resumes
+    wrote_checkpoint = any(checkpoint_dir.iterdir())
+    return (*_train_tiny(_config(), True, checkpoint_dir), wrote_checkpoint)
 
 
 def _config(epochs: int = 2) -> TrainConfig:
@@ -38,12 +47,11 @@ def _config(epochs: int = 2) -> TrainConfig:
 
 
 def test_two_processes_equal_one_process_with_the_whole_batch(tmp_path):
-    single, single_history, _ = _train_tiny(_config(), use_cache=True)
+    single, single_history, _, _ = _train_tiny(_config(), use_cache=True)
     # two processes, killed after epoch 1 (a run of 1 epoch), then resumed for epoch 2
-    spawn_data_parallel(_train_tiny, (_config(1), True, tmp_path), 2, "cpu")
-    assert list(tmp_path.iterdir())  # rank 0 wrote the checkpoint
-    double, double_history, ranks = spawn_data_parallel(_train_tiny, (_config(), True, tmp_path),
-                                                        2, "cpu")
+    double, double_history, ranks, start_epoch, wrote_checkpoint = spawn_data_parallel(
+        _train_killed_then_resumed, (tmp_path,), 2, "cpu")
+    assert wrote_checkpoint and start_epoch == 1  # resumed after epoch 1 from rank 0's file
     assert ranks == (0, 2) and len(double_history) == 2
     for name, value in single.items():
         torch.testing.assert_close(double[name], value, rtol=1e-4, atol=1e-5, msg=name)
