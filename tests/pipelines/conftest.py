@@ -69,7 +69,9 @@ class CliResult:
 def kedro_cli(project: Path, *args: str) -> CliResult:
     """``kedro ARGS`` in ``project`` as a user types it, through Kedro's own command line (the
     click group the ``kedro`` executable runs: argument parsing, CLI hooks, session, exit code),
-    in this process: a new interpreter would spend ~8 s importing what this one has imported."""
+    in this process: a new interpreter would spend ~8 s importing what this one has imported.
+    The executable itself runs in .ci/run (``kedro run``, ``kedro run --env ci``) and, as
+    ``python -m ft_pipelines``, in tests/pipelines/test_torchrun.py."""
     env = {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "COLUMNS": "200"}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)  # parameters with paths are relative to where kedro runs

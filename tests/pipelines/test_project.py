@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ft_pipelines.pipeline_registry import register_pipelines
-from tests.pipelines.conftest import latest, run_pipelines
+from tests.pipelines.conftest import kedro_cli, latest, run_pipelines
 
 STAGES = ["data_ingestion", "pretrained_backbone", "similarity_analysis", "strategy_selection",
           "backbone_surgery", "regularized_finetuning", "channel_importance", "pruning",
@@ -118,16 +118,9 @@ def test_surgery_refuses_a_plan_for_another_class_count(bundled_backbone):
         perform_surgery(bundled_backbone, bundled_backbone, plan, ["a", "b", "c", "d"], {})
 
 
-def test_kedro_registry_list_cli_names_every_stage(project, monkeypatch):
-    from click.testing import CliRunner
-    from kedro.framework.cli.cli import KedroCLI
-
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
-    # kedro's command line in-process, plugins included (the `kedro` executable itself runs in
-    # tests/pipelines/test_parameters.py, test_errors.py, test_export_predict.py, test_viz.py)
-    result = CliRunner().invoke(KedroCLI(project_path=project), ["registry", "list"])
-    assert result.exit_code == 0, result.output
+def test_kedro_registry_list_cli_names_every_stage(project):
+    result = kedro_cli(project, "registry", "list")  # plugins included
+    assert result.returncode == 0, result.printed
     listed = {line.strip()[2:] for line in result.output.splitlines()
               if line.strip().startswith("- ")}
     assert set(STAGES) | set(ON_DEMAND) | {"__default__"} <= listed

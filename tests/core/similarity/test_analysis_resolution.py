@@ -13,7 +13,8 @@ from ft_pipelines.core.strategy.decision_matrix import classify_similarity
 pytestmark = pytest.mark.xdist_group("analysis_resolution")
 
 MAX_DIVERGENCE = 1.0  # strategy.similarity.max_divergence default
-IMAGES = 60
+# divergence with 40 images: digits 1.49-1.50, LFW 0.70-0.71 (60 images: 1.51-1.52, 0.68-0.69)
+IMAGES = 40
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_resize_images_keeps_uint8_and_size():
     assert resized.dtype == torch.uint8 and resized.shape == (2, 3, 96, 96)
 
 
-@pytest.mark.parametrize("input_size", [64, 96, 128, 224])
+@pytest.mark.parametrize("input_size", [64, 96, 224])  # below, at and above analysis_size
 def test_verdict_is_the_same_at_every_training_resolution(bundled_backbone, demo_tables,
                                                           input_size):
     torch.set_num_threads(1)

@@ -30,16 +30,16 @@ class _ChannelMoments:
         self.m2: np.ndarray | None = None  # sum of squared deviations from the mean
 
     def update(self, activations: torch.Tensor) -> None:
-        channels = activations.shape[1]
-        # [B, C, *spatial] -> [C, B*spatial]; float64 so large counts do not lose precision
-        flat = activations.detach().transpose(0, 1).reshape(channels, -1).to(torch.float64)
-        batch_count = flat.shape[1]
+        # [B, C, *spatial]: pooled over every dimension but C, in one pass (var_mean), in float64
+        # so large counts do not lose precision
+        batch_count = activations.numel() // max(activations.shape[1], 1)
         if batch_count == 0:
             return
-        batch_mean = flat.mean(dim=1)
-        batch_m2 = ((flat - batch_mean[:, None]) ** 2).sum(dim=1)
+        pooled = (0, *range(2, activations.dim()))
+        batch_var, batch_mean = torch.var_mean(activations.detach().to(torch.float64),
+                                               dim=pooled, correction=0)
         batch_mean_np = batch_mean.cpu().numpy()
-        batch_m2_np = batch_m2.cpu().numpy()
+        batch_m2_np = (batch_var * batch_count).cpu().numpy()
         if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = batch_count, batch_mean_np, batch_m2_np
             return
