@@ -86,24 +86,27 @@ def _round_up(count: int, multiple: int | None) -> int:
     return count if not multiple else -(-count // multiple) * multiple
 
 
-def _classifier_feeders(model: nn.Module, example_inputs: torch.Tensor) -> set[nn.Module]:
+def _classifier_feeders(model: nn.Module, graph: tp.DependencyGraph) -> set[nn.Module]:
     """Modules whose output channels are the classifier's input features (its in-channel group)."""
     classifier = model.get_submodule(classifier_name(model))
     if not isinstance(classifier, nn.Linear):
         return set()
-    graph = build_dependency_graph(model, example_inputs)
     group = graph.get_pruning_group(classifier, tp.prune_linear_in_channels, idxs=[0])
     return {item.dep.target.module for item in group}
 
 
 def channel_floors(model: nn.Module, example_inputs: torch.Tensor, layers: Sequence[nn.Module],
                    *, max_layer_ratio: float = 1.0, round_to: int | None = None,
-                   feature_floor: int = 1) -> dict[nn.Module, int]:
+                   feature_floor: int = 1,
+                   graph: tp.DependencyGraph | None = None) -> dict[nn.Module, int]:
     """Fewest channels each BN layer in ``layers`` keeps: at most ``max_layer_ratio`` of its
     channels go, and the layers feeding the classifier keep at least ``feature_floor``; both
     rounded up to ``round_to`` and capped at the layer's own count. Computed on the unpruned
-    model (the caps refer to original counts)."""
-    feeders = _classifier_feeders(model, example_inputs) if feature_floor > 1 else set()
+    model (the caps refer to original counts); ``graph``, the model's dependency graph when the
+    caller has traced it already."""
+    feeders = set()
+    if feature_floor > 1:
+        feeders = _classifier_feeders(model, graph or build_dependency_graph(model, example_inputs))
     floors = {}
     for module in layers:
         original = module.num_features
@@ -139,8 +142,7 @@ def _scores_from_table(model: nn.Module, table: pd.DataFrame) -> dict[nn.Module,
 
 
 def _unscored_roots(
-    model: nn.Module,
-    example_inputs: torch.Tensor,
+    graph: tp.DependencyGraph,
     scored: set[nn.Module],
     ignored_layers: Sequence[nn.Module],
 ) -> list[nn.Module]:
@@ -148,7 +150,6 @@ def _unscored_roots(
 
     Ignoring them keeps the pruner's channel budget on the groups it can actually rank.
     """
-    graph = build_dependency_graph(model, example_inputs)
     return [
         group[0].dep.target.module
         for group in iter_prunable_groups(graph, ignored_layers)
@@ -307,7 +308,7 @@ def _bn_channels(model: nn.Module) -> dict[str, int]:
 
 def _max_channel_ratio(
     model: nn.Module,
-    example_inputs: torch.Tensor,
+    graph: tp.DependencyGraph,
     floors: dict[str, int],
     ignored_layers: Sequence[nn.Module],
 ) -> float:
@@ -316,7 +317,6 @@ def _max_channel_ratio(
     bn_names = _bn_names(model)
     scored = {m for m, name in bn_names.items() if name in floors}
     total = pinned = 0
-    graph = build_dependency_graph(model, example_inputs)
     for group in iter_prunable_groups(graph, ignored_layers):
         members = [module for module, _, _ in group_members(group, scored)]
         if members:
@@ -384,14 +384,13 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     # torch-pruning traces autograd: frozen layers must take part (see build_dependency_graph)
     model.requires_grad_(True)
     scored = set(_scores_from_table(model, table))
-    ignored_layers = list(ignored_layers) + _unscored_roots(
-        model, example_inputs, scored, ignored_layers
-    )
+    graph = build_dependency_graph(model, example_inputs)  # of the unpruned model: traced once
+    ignored_layers = list(ignored_layers) + _unscored_roots(graph, scored, ignored_layers)
     bn_names = _bn_names(model)
     floors = {bn_names[m]: n for m, n in channel_floors(
         model, example_inputs, list(scored), max_layer_ratio=max_layer_ratio, round_to=round_to,
-        feature_floor=feature_floor).items()}
-    max_channel_ratio = _max_channel_ratio(model, example_inputs, floors, ignored_layers)
+        feature_floor=feature_floor, graph=graph).items()}
+    max_channel_ratio = _max_channel_ratio(model, graph, floors, ignored_layers)
     macs_before, params_before = count_macs_params(model, example_inputs)
     channels_before = _bn_channels(model)
     channel_ratio = ratio
