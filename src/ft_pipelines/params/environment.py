@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from importlib import metadata
 from typing import Any
 
 import torch
 
 import ft_pipelines
+from ft_pipelines.core.utils import package_version
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _devices() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
@@ -94,7 +87,7 @@ def environment_record() -> dict[str, Any]:
                     **{v: os.environ.get(v) for v in THREAD_VARIABLES}},
         "device": _devices(),
         "versions": {"ft_pipelines": ft_pipelines.__version__, "python": platform.python_version(),
-                     **{name: _version(name) for name in LIBRARIES}},
+                     **{name: package_version(name) for name in LIBRARIES}},
         "platform": platform.platform(),
         "cpu": {"model": cpu_model(), "available_cores": available_cores(),
                 "logical_cores": os.cpu_count()},

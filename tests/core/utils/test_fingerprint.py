@@ -65,7 +65,7 @@ def test_code_library_versions_and_threads_change_the_key(monkeypatch):
     monkeypatch.setattr(fingerprint, "code_fingerprint", lambda: "0.1.0+patched")
     assert _key() != reference
     monkeypatch.undo()
-    monkeypatch.setattr(fingerprint, "_version",
+    monkeypatch.setattr(fingerprint, "package_version",
                         lambda name: "9.9" if name == "torch-pruning" else "1.0")
     assert _key() != reference
     monkeypatch.undo()

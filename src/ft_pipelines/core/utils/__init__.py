@@ -9,6 +9,7 @@ from ft_pipelines.core.utils.fingerprint import (
     RUN_ONLY_KEYS,
     code_fingerprint,
     environment_fingerprint,
+    package_version,
     run_fingerprint,
 )
 from ft_pipelines.core.utils.launch import launched_rank, launched_world_size
@@ -25,6 +26,7 @@ __all__ = [
     "count_macs_params",
     "count_params",
     "environment_fingerprint",
+    "package_version",
     "head_parameter_names",
     "last_linear",
     "launched_rank",

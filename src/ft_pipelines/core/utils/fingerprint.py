@@ -31,21 +31,22 @@ def code_fingerprint() -> str:
     for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
         digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
-    return f"{_version('ft_pipelines')}+{digest.hexdigest()[:16]}"
+    return f"{package_version('ft_pipelines')}+{digest.hexdigest()[:16]}"
 
 
-def _version(distribution: str) -> str:
+def package_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``; None when it is not installed."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        return "absent"
+        return None
 
 
 def environment_fingerprint() -> dict[str, Any]:
     """What, besides the inputs, decides the numbers: code, library versions, thread count."""
     return {
         "code": code_fingerprint(),
-        "libraries": {name: _version(name) for name in RESULT_LIBRARIES},
+        "libraries": {name: package_version(name) for name in RESULT_LIBRARIES},
         "threads": torch.get_num_threads(),
     }
 
