@@ -52,8 +52,11 @@ def executed(ci_chain: Path, tmp_path_factory: pytest.TempPathFactory,
                         "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}.items():
         patch.setenv(name, value)
     try:
+        # "immediate": the kernel is killed once the last cell ran, not asked to exit (its
+        # orderly exit with torch loaded took ~3 s)
         client = NotebookClient(notebook, kernel_name="python3", timeout=CELL_TIMEOUT_S,
-                                resources={"metadata": {"path": str(project / "notebooks")}})
+                                resources={"metadata": {"path": str(project / "notebooks")}},
+                                shutdown_kernel="immediate")
         client.execute()  # raises CellExecutionError on the first failing cell
     finally:
         patch.undo()
