@@ -25,6 +25,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # Tests that read the ci_chain fixture run in one xdist worker (--dist loadgroup), so the chain
 # runs once; the same mark on a module whose module-scoped fixture is costly keeps it built once.
 CI_CHAIN = pytest.mark.xdist_group("ci_chain")
+# Tests that start several processes (torchrun, spawned ranks) share that worker, so that no two
+# of them run at once (5 processes on 2 cores).
+MULTI_PROCESS = CI_CHAIN
 
 # The slowest first (xdist hands tests out in collection order: --no-loadscope-reorder), so that
 # the 2 workers finish together; no result depends on the order.

@@ -7,7 +7,10 @@ import torch
 from ft_pipelines.core.models import BackboneLayout, LayoutFamily, register_layout
 from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
 from ft_pipelines.core.training.distributed import rank_slice, spawn_data_parallel, world
+from tests.conftest import MULTI_PROCESS
 from tests.core.training.tiny import TinyNet, tiny_data, tiny_model
+
+pytestmark = MULTI_PROCESS
 
 
 def _register_tiny() -> None:
