@@ -28,7 +28,6 @@ from ft_pipelines.core.training import (
     default_callbacks,
     run_data_parallel,
     world,
-    world_columns,
 )
 from ft_pipelines.core.utils import (
     classifier_name,
@@ -131,8 +130,7 @@ def _train(model: nn.Module, splits: dict[str, ImageData], config: TrainConfig,
            regularizer: Any = None, checkpoint_dir: Path | None = None) -> pd.DataFrame:
     trainer = Trainer(model, config, regularizer, default_callbacks(config, checkpoint_dir),
                       head_parameter_names(model))
-    history = trainer.fit(splits["train"], splits["val"])
-    return history.assign(**world_columns(trainer))
+    return trainer.fit(splits["train"], splits["val"])
 
 
 @torch.inference_mode()

@@ -17,7 +17,7 @@ from ft_pipelines.core.training.checkpoint import (
     take_finished_checkpoints,
 )
 from ft_pipelines.core.training.config import TrainConfig
-from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
+from ft_pipelines.core.training.data_parallel import run_data_parallel
 from ft_pipelines.core.training.distributed import (
     all_reduce_sum,
     all_reduce_tensors,
@@ -52,5 +52,4 @@ __all__ = [
     "take_finished_checkpoints",
     "train_config",
     "world",
-    "world_columns",
 ]

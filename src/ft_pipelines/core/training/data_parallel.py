@@ -15,12 +15,10 @@ from ft_pipelines.core.training.checkpoint import (
     take_finished_checkpoints,
 )
 from ft_pipelines.core.training.distributed import (
-    backend_name,
     join_launched_world,
     spawn_data_parallel,
     world,
 )
-from ft_pipelines.core.training.trainer import Trainer
 from ft_pipelines.core.utils import launched_world_size, resolve_device
 
 
@@ -57,8 +55,3 @@ def _with_finished_checkpoints(fn: Callable[..., Any], args: tuple) -> tuple[Any
     """In a spawned rank: the result and the checkpoint folders its trainings finished."""
     return fn(*args), take_finished_checkpoints()
 
-
-def world_columns(trainer: Trainer) -> dict[str, Any]:
-    """History columns saying where a training ran (processes, backend, device, precision)."""
-    return {"processes": trainer.world_size, "backend": backend_name(),
-            "device": str(trainer.device), "precision": trainer.runtime.precision}

@@ -16,7 +16,7 @@ from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.regularizers import attention_from_frame, build_regularizer, delta_layers
 from ft_pipelines.core.training.callbacks import default_callbacks
 from ft_pipelines.core.training.config import TrainConfig
-from ft_pipelines.core.training.data_parallel import run_data_parallel, world_columns
+from ft_pipelines.core.training.data_parallel import run_data_parallel
 from ft_pipelines.core.training.trainer import Trainer
 from ft_pipelines.core.utils import classifier_name, head_parameter_names
 
@@ -101,6 +101,4 @@ def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
     history["regularizer"] = regularizer.name
-    for column, value in world_columns(trainer).items():
-        history[column] = value
     return model.cpu(), history

@@ -25,6 +25,7 @@ from ft_pipelines.core.training.cache import SplitModel, frozen_prefix_length, p
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import (
     all_reduce_sum,
+    backend_name,
     rank_slice,
     world,
     wrap_data_parallel,
@@ -150,7 +151,8 @@ class Trainer:
         return self.model, train.images, val.images, transform
 
     def fit(self, train: ImageData, val: ImageData) -> pd.DataFrame:
-        """Train, select the best epoch on ``val``; returns one history row per epoch."""
+        """Train, select the best epoch on ``val``; returns one history row per epoch, with
+        where it ran (:meth:`world_columns`)."""
         self.runtime.prepare(self.model)
         net, train_x, val_x, transform = self._prepare_inputs(train, val)
         self.regularizer.attach(self.model)
@@ -173,7 +175,12 @@ class Trainer:
         finally:
             self.regularizer.detach()
         self._call("on_train_end")
-        return pd.DataFrame(self.history)
+        return pd.DataFrame(self.history).assign(**self.world_columns())
+
+    def world_columns(self) -> dict[str, Any]:
+        """Where this training ran: processes, backend, device, precision."""
+        return {"processes": self.world_size, "backend": backend_name(),
+                "device": str(self.device), "precision": self.runtime.precision}
 
     def _train_epoch(
         self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, transform, epoch: int
