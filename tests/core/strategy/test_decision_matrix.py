@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from ft_pipelines.core.strategy import select_strategy
+from ft_pipelines.core.strategy import candidate_plans, select_strategy
 
 PARAMS = {
     "override": "auto",
@@ -50,6 +50,24 @@ def test_override_is_recorded():
                            batch_size=64)
     assert plan["strategy"] == "full_finetune" and plan["recommended"] == "head_only"
     assert plan["decided_by"] == "override"
+    # after the decision matrix's line: what was recommended, then what replaced it
+    assert plan["reasons"][2].endswith("-> head_only")
+    assert plan["reasons"][3] == "strategy.override=full_finetune replaces the recommendation"
+
+
+def test_candidate_plans_are_the_overridden_plans_without_the_override():
+    metrics = {"bn_divergence": 1.5}
+    plans = candidate_plans(profile(20), metrics, LAYERS, BLOCKS, PARAMS,
+                            ["head_only", "full_finetune"], batch_size=64)
+    assert list(plans) == ["head_only", "full_finetune"]
+    for strategy, plan in plans.items():
+        overridden = select_strategy(profile(20), metrics, LAYERS, BLOCKS,
+                                     {**PARAMS, "override": strategy}, batch_size=64)
+        assert plan["strategy"] == strategy and plan["recommended"] == "partial_finetune"
+        assert not any("override" in reason for reason in plan["reasons"])
+        assert plan["reasons"] == [r for r in overridden["reasons"] if "override" not in r]
+        for key in ("trainable_blocks", "budget", "learning_rates", "regularizer"):
+            assert plan[key] == overridden[key], key
 
 
 def test_unknown_override_names_the_parameter():

@@ -125,13 +125,36 @@ def select_strategy(
     ``batch_size`` (``finetune.batch_size``) turns the strategy's epochs and ``min_steps`` into
     the optimiser steps the run will train (``budget``; ``epochs`` is the resolved count).
     """
-    size = classify_size(profile, params["size"])
-    similarity = classify_similarity(metrics, float(params["similarity"]["max_divergence"]))
-    recommended = DECISION_MATRIX[(size["class"], similarity["class"])]
     override = params.get("override", "auto")
     if override not in ("auto", *STRATEGIES):
         raise ValueError(f"strategy.override={override!r}: use 'auto' or one of {STRATEGIES}")
-    strategy = recommended if override == "auto" else override
+    if override == "auto":
+        return _plan(profile, metrics, layer_divergence, blocks, params, batch_size=batch_size)
+    plan = _plan(profile, metrics, layer_divergence, blocks, params, batch_size=batch_size,
+                 strategy=override)
+    plan["decided_by"] = "override"
+    # after the decision matrix's line, before how the strategy trains
+    plan["reasons"].insert(3, f"strategy.override={override} replaces the recommendation")
+    return plan
+
+
+def candidate_plans(profile: dict[str, Any], metrics: dict[str, Any],
+                    layer_divergence: pd.DataFrame, blocks: list[str], params: dict[str, Any],
+                    strategies: list[str], *, batch_size: int) -> dict[str, dict[str, Any]]:
+    """The plan each strategy would get (blocks, regulariser, budget), for the pilot trials."""
+    return {strategy: _plan(profile, metrics, layer_divergence, blocks, params,
+                            batch_size=batch_size, strategy=strategy)
+            for strategy in strategies}
+
+
+def _plan(profile: dict[str, Any], metrics: dict[str, Any], layer_divergence: pd.DataFrame,
+          blocks: list[str], params: dict[str, Any], *, batch_size: int,
+          strategy: str | None = None) -> dict[str, Any]:
+    """The plan for ``strategy``; None: the decision matrix's recommendation."""
+    size = classify_size(profile, params["size"])
+    similarity = classify_similarity(metrics, float(params["similarity"]["max_divergence"]))
+    recommended = DECISION_MATRIX[(size["class"], similarity["class"])]
+    strategy = strategy or recommended
     per_block = block_divergence(layer_divergence, blocks)
     trainable, block_reason = _trainable_blocks(strategy, params.get("partial", {}), per_block)
     training = params["training"][strategy]
@@ -140,17 +163,15 @@ def select_strategy(
         size["reason"],
         similarity["reason"],
         f"decision matrix ({size['class']}, {similarity['class']}) -> {recommended}",
+        block_reason,
+        f"budget: {budget['reason']}",
     ]
-    if override != "auto":
-        reasons.append(f"strategy.override={override} replaces the recommendation")
-    reasons.append(block_reason)
-    reasons.append(f"budget: {budget['reason']}")
     return {
         "strategy": strategy,
         "mode": "matrix",
         "start_from": "pretrained",
         "recommended": recommended,
-        "decided_by": "auto" if override == "auto" else "override",
+        "decided_by": "auto",
         "size": size,
         "similarity": similarity,
         "reasons": reasons,
@@ -167,16 +188,3 @@ def select_strategy(
         },
         "regularizer": dict(training["regularizer"]),
     }
-
-
-def candidate_plans(profile: dict[str, Any], metrics: dict[str, Any],
-                    layer_divergence: pd.DataFrame, blocks: list[str], params: dict[str, Any],
-                    strategies: list[str], *, batch_size: int) -> dict[str, dict[str, Any]]:
-    """The plan each strategy would get (blocks, regulariser, budget), for the pilot trials."""
-    plans = {}
-    for strategy in strategies:
-        plan = select_strategy(profile, metrics, layer_divergence, blocks,
-                               {**params, "override": strategy}, batch_size=batch_size)
-        plan["reasons"] = [r for r in plan["reasons"] if not r.startswith("strategy.override=")]
-        plans[strategy] = plan
-    return plans
