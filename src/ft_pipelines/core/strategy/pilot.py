@@ -56,7 +56,7 @@ class _Arm:
                                    plan["trainable_blocks"], plan["drop_last_blocks"],
                                    plan["reinitialize"], seed)
         self.anchor = copy.deepcopy(self.model)  # pretrained weights, surgered: L2-SP's anchor
-        self.epochs_done, self.val_top1, self.seconds = 0, -1.0, 0.0
+        self.epochs_done, self.val_top1, self.round_seconds = 0, -1.0, 0.0
 
     def train(self, epochs: int, splits: dict[str, ImageData], finetune: dict[str, Any],
               runtime: dict[str, Any] | None = None) -> None:
@@ -65,7 +65,7 @@ class _Arm:
         settings = {**finetune, "epochs": epochs, "progress": False}
         _, history = finetune_model(self.model, splits, self.plan, settings, runtime=runtime,
                                     anchor=self.anchor)
-        self.seconds += time.perf_counter() - started
+        self.round_seconds = time.perf_counter() - started
         self.epochs_done += epochs
         val = float(history["val_acc"].max())
         if val < self.val_top1:  # a continued round that did worse keeps the earlier weights
@@ -98,7 +98,7 @@ def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[s
             trials.append({"round": round_index + 1, "strategy": strategy,
                            "regularizer": plans[strategy]["regularizer"]["name"],
                            "steps": epochs * per_epoch, "total_steps": arm.epochs_done * per_epoch,
-                           "val_top1": arm.val_top1, "seconds": round(arm.seconds, 2)})
+                           "val_top1": arm.val_top1, "seconds": round(arm.round_seconds, 2)})
             logger.info("Pilot round %d: %s %d steps, val top-1 %.4f", round_index + 1, strategy,
                         arm.epochs_done * per_epoch, arm.val_top1)
         last = [t for t in trials if t["round"] == round_index + 1]
@@ -148,7 +148,7 @@ def plan_after_pilot(recommendation: dict[str, Any], winner: str, trials: list[d
             "budget_steps": int(float(pilot["budget_fraction"])
                                 * plans[recommendation["recommended"]]["budget"]["steps"]),
             "steps_run": int(sum(t["steps"] for t in trials)),
-            "seconds": round(sum(t["seconds"] for t in trials if _is_last(t, trials)), 2),
+            "seconds": round(sum(t["seconds"] for t in trials), 2),
             "winner_steps_done": epochs_done * per_epoch,
             "remaining_steps": remaining * per_epoch,
         },
@@ -158,7 +158,3 @@ def plan_after_pilot(recommendation: dict[str, Any], winner: str, trials: list[d
                        f"epochs ({remaining * per_epoch} steps; {epochs_done * per_epoch} done)"]
     return plan
 
-
-def _is_last(trial: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
-    """The last trial of its strategy (``seconds`` is cumulative per strategy)."""
-    return trial is [t for t in trials if t["strategy"] == trial["strategy"]][-1]
