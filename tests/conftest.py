@@ -33,7 +33,7 @@ MULTI_PROCESS = CI_CHAIN
 # the 2 workers finish together; no result depends on the order.
 SLOWEST_FIRST = ("@ci_chain", "@viz", "@model_surgery",
                  "test_consistency.py", "test_errors.py", "test_pilot.py",
-                 "test_distributed.py", "@analysis_resolution")
+                 "@analysis_resolution")
 
 
 # The interpreter's last garbage collection walks every object torch, timm and MLflow made (~1 s
@@ -43,7 +43,8 @@ atexit.register(gc.freeze)
 
 def pytest_configure(config: pytest.Config) -> None:
     # At exit pytest runs gc.collect() 5 times to surface exceptions raised in __del__; with
-    # torch's heap each takes ~0.5 s in each worker. Once surfaces them here too.
+    # torch's heap each takes ~0.5 s in each worker. One is kept: the other four only matter for
+    # garbage that the first leaves behind.
     try:
         from _pytest.unraisableexception import gc_collect_iterations_key
     except ImportError:  # moved in another pytest: keep its default
