@@ -146,19 +146,24 @@ def ci_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+def copy_ci_chain(ci_chain: Path, destination: Path, mlflow_store_template: Path) -> Path:
+    """``ci_chain`` (project and outputs) copied to ``destination``, without the chain's MLflow
+    runs, whose artifact folders are named in the original by absolute path: the copy has a
+    new, empty store (as a first run would create it), so that Kedro in a new interpreter (a
+    torchrun rank, a notebook kernel) skips the migrations too."""
+    shutil.copytree(ci_chain, destination, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
+    shutil.copy(empty_mlflow_store(mlflow_store_template), destination / "data/ci/mlflow.db")
+    return destination
+
+
 @pytest.fixture()
 def ci_chain_copy(ci_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   mlflow_store_template: Path) -> Path:
-    """A private copy of ``ci_chain`` (project and outputs) to run Kedro on, bootstrapped and the
-    working directory; without the chain's MLflow runs, whose artifact folders are named in the
-    original by absolute path (the copy has a store of its own)."""
+    """A private :func:`copy_ci_chain` to run Kedro on, bootstrapped and the working
+    directory."""
     from kedro.framework.startup import bootstrap_project
 
-    copy = tmp_path / "ci_chain"
-    shutil.copytree(ci_chain, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
-    # a new, empty store (as a first run would create it), so that `kedro run` in a new
-    # interpreter skips the migrations too
-    shutil.copy(empty_mlflow_store(mlflow_store_template), copy / "data" / "ci" / "mlflow.db")
+    copy = copy_ci_chain(ci_chain, tmp_path / "ci_chain", mlflow_store_template)
     bootstrap_project(copy)
     monkeypatch.chdir(copy)
     return copy

@@ -7,14 +7,13 @@ newest outputs instead of running the pipeline again (~25 s). Its run branch is 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import CI_CHAIN, empty_mlflow_store
+from tests.conftest import CI_CHAIN, copy_ci_chain
 
 pytestmark = CI_CHAIN  # reads the session's ci chain
 
@@ -38,12 +37,8 @@ def text_of(output: dict) -> str:
 @pytest.fixture(scope="module")
 def executed(ci_chain: Path, tmp_path_factory: pytest.TempPathFactory,
              mlflow_store_template: Path) -> tuple[nbformat.NotebookNode, Path]:
-    project = tmp_path_factory.mktemp("notebook") / "project"
-    # the chain's project and outputs, without its MLflow runs (their artifact folders are named
-    # by absolute path); an empty store as a first session creates it, so the kernel skips
-    # MLflow's ~50 migrations
-    shutil.copytree(ci_chain, project, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
-    shutil.copy(empty_mlflow_store(mlflow_store_template), project / "data/ci/mlflow.db")
+    project = copy_ci_chain(ci_chain, tmp_path_factory.mktemp("notebook") / "project",
+                            mlflow_store_template)
     (project / "notebooks").mkdir()  # where the kernel starts
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     patch = pytest.MonkeyPatch()

@@ -1,7 +1,7 @@
 """Bad input through ``kedro run``: each case either works (and says what it did) or stops with a
-message naming the file or parameter and the fix (issue 11, points 6 and 7). One case runs the
-``kedro run`` command itself and reads what it prints; the others run in-process through the same
-Kedro session, hooks and runner (a new interpreter costs ~8 s of imports each)."""
+message naming the file or parameter and the fix (issue 11, points 6 and 7). One case goes
+through ``kedro run``'s command line and reads what it prints; the others run through the same
+Kedro session, hooks and runner. All in-process (a new interpreter costs ~8 s of imports each)."""
 
 from __future__ import annotations
 

@@ -7,13 +7,7 @@ from PIL import Image
 from ft_pipelines.core.export import EXPORTED_MODELS as EXPORTED
 from ft_pipelines.params import PredictParams
 from ft_pipelines.pipelines.predict.nodes import predict_images
-
-
-def _row(top1: float, throughput: float, recommended: bool = True) -> dict:
-    row = {"top1": top1, "throughput": throughput, "throughput_batch": 64, "latency_ms": 1.0}
-    if not recommended:
-        row.update(recommended=False, not_recommended_reason="test")
-    return row
+from tests.core.export.conftest import evaluation_row as row
 
 
 def _predict(tiny_onnx, folder, evaluation_metrics, export_report):
@@ -27,10 +21,10 @@ def test_auto_labels_with_the_evaluations_exported_pick(tiny_onnx, tmp_path):
     sha = tiny_onnx.sha256
     export_report = {"recommendation": {"model": "pruned_int8"},
                      "models": {name: {"sha256": sha} for name in EXPORTED}}
-    metrics = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
-               "pruned_int8": _row(0.98, 1400),
+    metrics = {"finetuned_onnx": row(0.97, 900), "pruned_onnx": row(0.98, 1600),
+               "pruned_int8": row(0.98, 1400),
                # a PyTorch row can be the report's fastest; predict only runs exported files
-               "pruned": _row(0.98, 5000)}
+               "pruned": row(0.98, 5000)}
     for name in EXPORTED:
         metrics[name]["sha256"] = sha
     table = _predict(tiny_onnx, tmp_path, metrics, export_report)
@@ -47,8 +41,8 @@ def test_an_evaluation_of_other_files_is_not_followed(tiny_onnx, tmp_path, caplo
     export_report = {"recommendation": {"model": "pruned_onnx"},
                      "models": {"finetuned_onnx": {"sha256": sha}, "pruned_onnx": {"sha256": sha},
                                 "pruned_int8": {"skipped": "export.quantize: null"}}}
-    metrics = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
-               "pruned_int8": _row(0.98, 9000)}
+    metrics = {"finetuned_onnx": row(0.97, 900), "pruned_onnx": row(0.98, 1600),
+               "pruned_int8": row(0.98, 9000)}
     for name in EXPORTED:
         metrics[name]["sha256"] = sha
     with caplog.at_level("WARNING"):

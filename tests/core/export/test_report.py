@@ -8,6 +8,7 @@ from ft_pipelines.core.export.report import (
     recommend,
     resolve_model_choice,
 )
+from tests.core.export.conftest import evaluation_row as row
 
 LABELS = np.arange(100) % 4
 
@@ -48,22 +49,15 @@ def test_model_choice():
         resolve_model_choice("auto", {"model": "linear_probe"})
 
 
-def _row(top1: float, throughput: float, recommended: bool = True) -> dict:
-    row = {"top1": top1, "throughput": throughput, "throughput_batch": 64, "latency_ms": 1.0}
-    if not recommended:
-        row.update(recommended=False, not_recommended_reason="test")
-    return row
-
-
 def test_auto_follows_the_evaluation_over_the_export_report():
     # int8 is slower than fp32 here (as on the demo's CPU): the evaluation ships pruned_onnx
-    results = {"finetuned_onnx": _row(0.97, 900), "pruned_onnx": _row(0.98, 1600),
-               "pruned_int8": _row(0.98, 1400), "finetuned": _row(0.97, 400, False)}
+    results = {"finetuned_onnx": row(0.97, 900), "pruned_onnx": row(0.98, 1600),
+               "pruned_int8": row(0.98, 1400), "finetuned": row(0.97, 400, False)}
     evaluated = ship_recommendation(results)
     assert resolve_model_choice("auto", {"model": "pruned_int8"}, evaluated) == "pruned_onnx"
     # a collapsed pruned model is flagged: auto falls back to the fine-tuned export
-    results["pruned_onnx"] = _row(0.20, 1600, False)
-    results["pruned_int8"] = _row(0.20, 1400, False)
+    results["pruned_onnx"] = row(0.20, 1600, False)
+    results["pruned_int8"] = row(0.20, 1400, False)
     evaluated = ship_recommendation(results)
     assert resolve_model_choice("auto", {"model": "pruned_int8"}, evaluated) == "finetuned_onnx"
     # an explicit choice is the user's
@@ -71,7 +65,7 @@ def test_auto_follows_the_evaluation_over_the_export_report():
 
 
 def test_auto_refuses_when_the_evaluation_ships_nothing():
-    evaluated = ship_recommendation({"pruned_onnx": _row(0.2, 1600, False)})
+    evaluated = ship_recommendation({"pruned_onnx": row(0.2, 1600, False)})
     with pytest.raises(ValueError, match="ships none of the models"):
         resolve_model_choice("auto", {"model": "pruned_onnx"}, evaluated)
 
