@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ft_pipelines.core.evaluation import timed_calls_ms
 from ft_pipelines.core.models import create_backbone
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -45,13 +46,13 @@ def tail_and_inputs(model: nn.Module, images: torch.Tensor) -> tuple[nn.Module, 
 def images_per_second(step: Callable[[], None], batch: int, steps: int, repeats: int) -> float:
     for _ in range(2):  # warm-up: oneDNN picks and caches its kernels
         step()
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+
+    def one_round() -> None:
         for _ in range(steps):
             step()
-        rates.append(batch * steps / (time.perf_counter() - started))
-    return statistics.median(rates)
+
+    rounds_ms = timed_calls_ms(one_round, 0, repeats)
+    return statistics.median(batch * steps * 1000.0 / ms for ms in rounds_ms)
 
 
 def training_rate(model: nn.Module, inputs: torch.Tensor, fmt: torch.memory_format,
@@ -75,13 +76,7 @@ def inference(model: nn.Module, images: torch.Tensor, fmt: torch.memory_format,
     one = images[:1].contiguous(memory_format=fmt)
     many = images.contiguous(memory_format=fmt)
     with torch.no_grad():
-        for _ in range(5):
-            model(one)
-        timings = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            model(one)
-            timings.append(1000 * (time.perf_counter() - started))
+        timings = timed_calls_ms(lambda: model(one), 5, runs)
         rate = images_per_second(lambda: model(many), len(many), 3, 3)
     return {"latency_ms": statistics.median(timings), "throughput": rate}
 
