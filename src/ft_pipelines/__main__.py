@@ -1,18 +1,16 @@
 """Entry point so the project runs as ``python -m ft_pipelines``."""
 
-import atexit
-import gc
 import sys
 from pathlib import Path
 
 from kedro.framework.cli.utils import find_run_command
 from kedro.framework.project import configure_project
 
+from ft_pipelines.core.utils import leave_objects_to_exit
+
 
 def main(*args, **kwargs) -> None:
-    # the process ends with the run: its last garbage collection would walk every object torch
-    # made (~1 s per process, per rank under torchrun); they are left to the exit instead
-    atexit.register(gc.freeze)
+    leave_objects_to_exit()  # the process ends with the run (under torchrun: each rank)
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     interactive = hasattr(sys, "ps1")

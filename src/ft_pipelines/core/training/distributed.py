@@ -7,7 +7,6 @@ slice of every global batch (``rank_slice``), so N processes x B/N equal 1 proce
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import pickle
@@ -22,7 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from ft_pipelines.core.utils import launched_world_size
+from ft_pipelines.core.utils import launched_world_size, leave_objects_to_exit
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +118,7 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, threads: int
         dist.barrier()
     finally:
         dist.destroy_process_group()
-        # the rank exits next: its last garbage collection would walk every object torch made
-        # (~1 s while the parent waits in join); the objects are left to the exit instead
-        gc.freeze()
+        leave_objects_to_exit()  # the rank ends next, while the parent waits in join
 
 
 def spawn_data_parallel(fn: Callable[..., Any], args: tuple, processes: int,

@@ -12,7 +12,7 @@ from ft_pipelines.core.utils.fingerprint import (
     package_version,
     run_fingerprint,
 )
-from ft_pipelines.core.utils.launch import launched_rank, launched_world_size
+from ft_pipelines.core.utils.launch import launched_rank, launched_world_size, leave_objects_to_exit
 from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
 from ft_pipelines.core.utils.normalise import normalise
 from ft_pipelines.core.utils.runtime import Runtime, resolve_device, resolve_runtime
@@ -31,6 +31,7 @@ __all__ = [
     "last_linear",
     "launched_rank",
     "launched_world_size",
+    "leave_objects_to_exit",
     "model_device",
     "model_size_bytes",
     "normalise",
