@@ -229,10 +229,12 @@ def check_ui_serves(project: Path, run_id: str, monkeypatch: pytest.MonkeyPatch)
     with KedroSession.create(project_path=project, env="ci") as session:
         uri = session.load_context().mlflow.server.mlflow_tracking_uri
     assert uri == f"sqlite:///{project.resolve()}/data/ci/mlflow.db"
-    # the server's store and MLflow's process-wide URIs are globals: restored after the check
-    for module, name in ((handlers, "_tracking_store"), (handlers, "_model_registry_store"),
-                         (tracking_utils, "_tracking_uri"), (registry_utils, "_registry_uri")):
-        monkeypatch.setattr(module, name, None if "store" in name else getattr(module, name))
+    # the server's stores (opened on the first request) and MLflow's process-wide URIs are
+    # globals: the check starts without stores, and all four are restored after it
+    monkeypatch.setattr(handlers, "_tracking_store", None)
+    monkeypatch.setattr(handlers, "_model_registry_store", None)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.setenv(variable, os.environ.get(variable, ""))
     monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, uri)
