@@ -45,3 +45,19 @@ def test_manifest_splits_match_the_embedded_ones(folder, tmp_path, monkeypatch):
         assert torch.equal(data.images[index], reference[name].images[index])
         assert torch.equal(data.images[1], reference[name].images[1])
     assert len(list((tmp_path / "cache").glob("*/*.npy"))) == 5  # 21 rows, 5 per shard
+
+
+def test_evaluation_scores_shards_like_the_embedded_images(folder, tmp_path):
+    """Manifest mode crashed in evaluation ('MappedImages' object has no attribute 'dtype'):
+    every reader there must take shards as it takes a tensor, with the same numbers."""
+    from ft_pipelines.core.evaluation import grey_pixels, predict
+
+    embedded, _, _ = build_images_table(load_records("image_folder", folder))
+    manifest, _, _ = build_images_table(file_records(image_folder_files(folder)),
+                                        embed_bytes=False)
+    tensor = split_image_data(embedded, 16, None)["test"].images
+    mapped = split_image_data(manifest, 16, tmp_path / "cache")["test"].images
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    np.testing.assert_array_equal(predict(model, mapped, [0.5] * 3, [0.2] * 3, batch_size=2),
+                                  predict(model, tensor, [0.5] * 3, [0.2] * 3, batch_size=2))
+    np.testing.assert_array_equal(grey_pixels(mapped, 8, batch_size=2), grey_pixels(tensor, 8))

@@ -71,3 +71,14 @@ def test_pixel_baselines_learn_and_report_cost() -> None:
         assert row["params"] > 0 and row["size_bytes"] >= 4 * 64 and row["macs"] > 0
         assert row["latency_ms"] > 0 and row["throughput"] > 0 and row["throughput_batch"] == 8
     assert rows["pixels_logreg"]["macs"] == 3 * 64
+
+
+@pytest.mark.parametrize(("per_class", "note"), [(3, "3 folds"), (1, "softmax")])
+def test_pixel_svc_adapts_to_classes_with_few_training_images(per_class, note) -> None:
+    """3 classes x 8 images crashed evaluation: n_splits=5 > members in each class."""
+    rows = pixel_baselines(tiny_data(3 * per_class, 0), tiny_data(12, 1), ["a", "b", "c"],
+                           {"pixel_size": 8, "latency_runs": 2, "latency_warmup": 1,
+                            "throughput_batch": 4})
+    svc = rows["pixels_svc"]
+    assert note in svc["note"] and "note" not in rows["pixels_logreg"]
+    assert 0 <= svc["top1"] <= 1 and 0 <= svc["ece"] <= 1

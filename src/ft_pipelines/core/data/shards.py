@@ -36,6 +36,10 @@ class MappedImages:
         self.count, self.size, self.rows_per_shard = info["count"], info["size"], info["per_shard"]
         self.rows = np.arange(self.count) if rows is None else np.asarray(rows, dtype=np.int64)
 
+    # what code written for a uint8 image tensor asks before reading rows (dtype, ndim, shape)
+    dtype = torch.uint8
+    ndim = 4
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.rows), 3, self.size, self.size)

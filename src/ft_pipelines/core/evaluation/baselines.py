@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
-from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.data import ImageData, MappedImages
 from ft_pipelines.core.evaluation.cost import timed_calls_ms, timing_summary
 from ft_pipelines.core.evaluation.metrics import classification_metrics
 from ft_pipelines.core.similarity import extract_features
@@ -65,18 +65,56 @@ def linear_probe_model(pretrained: nn.Module, train: ImageData, num_classes: int
     return model
 
 
-def grey_pixels(images: torch.Tensor, size: int) -> np.ndarray:
-    """uint8 [N, C, H, W] -> grey, area-downsampled to ``size`` x ``size``, flattened, in [0, 1]."""
-    grey = images.float().mean(dim=1, keepdim=True) / 255.0
-    return F.interpolate(grey, size=(size, size), mode="area").flatten(1).numpy()
+def grey_pixels(images: torch.Tensor | MappedImages, size: int, batch_size: int = 512
+                ) -> np.ndarray:
+    """uint8 [N, C, H, W] -> grey, area-downsampled to ``size`` x ``size``, flattened, in [0, 1].
+
+    Read ``batch_size`` rows at a time: on-disk shards (manifest mode) never come into RAM whole.
+    """
+    parts = []
+    for start in range(0, len(images), batch_size):
+        grey = images[start:start + batch_size].float().mean(dim=1, keepdim=True) / 255.0
+        parts.append(F.interpolate(grey, size=(size, size), mode="area").flatten(1).numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, size * size), dtype=np.float32)
 
 
-def _pixel_classifier(name: str, params: dict[str, Any]) -> Pipeline:
+PLATT_FOLDS = 5  # cross-validation folds of the SVC's probability calibration
+
+
+def _pixel_classifier(name: str, params: dict[str, Any], labels: np.ndarray
+                      ) -> tuple[Pipeline, str | None]:
+    """(unfitted classifier, a note for the report when it had to adapt to the data)."""
     if name == "pixels_logreg":
         head = LogisticRegression(max_iter=int(params.get("probe_max_iter", 2000)))
-    else:  # RBF SVC refitted on all training images, Platt-scaled (probabilities: top-5, ECE)
-        head = CalibratedClassifierCV(SVC(kernel="rbf"), ensemble=False)
-    return make_pipeline(StandardScaler(), head)
+        return make_pipeline(StandardScaler(), head), None
+    # RBF SVC refitted on all training images, Platt-scaled (probabilities: top-5, ECE). The
+    # folds are stratified: each class needs as many training images as there are folds.
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    folds = min(PLATT_FOLDS, smallest)
+    if folds < 2:
+        note = (f"a class has {smallest} training image: too few for Platt scaling, so the "
+                "probabilities are a softmax of the SVC's one-vs-rest decision values")
+        return make_pipeline(StandardScaler(), _SoftmaxSVC()), note
+    note = None if folds == PLATT_FOLDS else (
+        f"Platt scaling on {folds} folds (the smallest class has {smallest} training images)")
+    return make_pipeline(StandardScaler(),
+                         CalibratedClassifierCV(SVC(kernel="rbf"), ensemble=False, cv=folds)), note
+
+
+class _SoftmaxSVC(SVC):
+    """An RBF SVC whose ``predict_proba`` is the softmax of its one-vs-rest decision values:
+    uncalibrated, for training sets too small to calibrate on."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel="rbf", decision_function_shape="ovr")
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        scores = self.decision_function(x)
+        if scores.ndim == 1:  # two classes: one signed distance
+            scores = np.stack([-scores, scores], axis=1)
+        scores = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _fitted_arrays(obj: Any, seen: set[int] | None = None) -> list[np.ndarray]:
@@ -104,8 +142,8 @@ def _pixel_macs(classifier: Pipeline) -> int:
     """Multiply-adds of one prediction: W x for the regression; for the SVC one squared
     distance per support vector plus the dual-coefficient sums."""
     head = classifier[-1]
-    if isinstance(head, CalibratedClassifierCV):
-        svc = head.calibrated_classifiers_[0].estimator
+    if isinstance(head, CalibratedClassifierCV | SVC):
+        svc = head if isinstance(head, SVC) else head.calibrated_classifiers_[0].estimator
         return int(svc.support_vectors_.size + svc.dual_coef_.size)
     return int(head.coef_.size)
 
@@ -123,7 +161,8 @@ def pixel_baselines(train: ImageData, test: ImageData, class_names: list[str],
     many = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     rows = {}
     for name in PIXEL_BASELINES:
-        classifier = _pixel_classifier(name, params).fit(train_x, train.labels.numpy())
+        classifier, note = _pixel_classifier(name, params, train.labels.numpy())
+        classifier.fit(train_x, train.labels.numpy())
         probs = np.zeros((len(test), len(class_names)))
         probs[:, classifier.classes_] = classifier.predict_proba(test_x)
         row = classification_metrics(probs, test.labels.numpy(), class_names)
@@ -136,6 +175,9 @@ def pixel_baselines(train: ImageData, test: ImageData, class_names: list[str],
         row.update({"params": numbers, "macs": _pixel_macs(classifier), "size_bytes": size_bytes,
                     **timing_summary(timings_1, timings_batch, batch),
                     "input": f"grey {size}x{size} pixels"})
+        if note:
+            row["note"] = note
+            logger.warning("%s: %s", name, note)
         rows[name] = row
         logger.info("%s: top-1 %.4f", name, row["top1"])
     return rows

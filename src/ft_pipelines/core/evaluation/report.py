@@ -221,7 +221,8 @@ def _baseline_section(results: dict[str, Any]) -> list[str]:
             f"{verdict} on this test split ({trained[best_t]['n_samples']} images). "
             "`linear_probe` is logistic regression on frozen pretrained features (its cost: the "
             "headless backbone plus that head); `pixels_*` are fitted on grey downsampled pixels "
-            "of the training split."]
+            "of the training split."] + [
+            f"- `{name}`: {row['note']}." for name, row in cheap.items() if row.get("note")]
 
 
 def _ship_section(results: dict[str, Any]) -> list[str]:
