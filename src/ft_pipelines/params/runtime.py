@@ -11,6 +11,9 @@ from ft_pipelines.params.base import Count, Device, Schema
 
 class DistributedParams(Schema):
     processes: Count = 1                    # 1: one process; N: data-parallel processes
+    # seconds any collective or barrier may wait for the other ranks before the run ends with
+    # an error naming the stage and the rank (never a silent hang)
+    timeout_s: float = Field(300.0, gt=0)
 
 
 class RuntimeParams(Schema):

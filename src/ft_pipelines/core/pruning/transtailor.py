@@ -26,7 +26,9 @@ from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
     default_callbacks,
+    rank0_decides,
     run_data_parallel,
+    set_activity,
     world,
 )
 from ft_pipelines.core.utils import (
@@ -79,7 +81,7 @@ def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate
     if method == "taylor_gate":
         runtime = runtime or {"device": params.get("device", "auto")}
         scores, scales = run_data_parallel(_gate_scores, (model, data, layers, params, runtime),
-                                           runtime)
+                                           runtime, task="channel importance (gate training)")
     elif method == "l1":
         scores = l1_scores(model, layers)
     else:
@@ -154,7 +156,10 @@ def back_off(attempt: Callable[[int, float], tuple[Any, float, dict]], ratio: fl
     records, results = [], []
     for index in range(max_attempts):
         started = time.perf_counter()
+        set_activity(f"pruning attempt {index + 1} of at most {max_attempts} (ratio {ratio:.3f})")
         result, val_top1, details = attempt(index, ratio)
+        # one yardstick for every rank: rank 0's measurement decides accept / back off / keep
+        val_top1 = rank0_decides(val_top1)
         drop = 100.0 * (reference - val_top1)
         records.append({"attempt": index + 1, "ratio": ratio, **details, "val_top1": val_top1,
                         "val_drop_points": drop, "within_limit": drop <= max_drop_points,
@@ -227,7 +232,8 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
         params = {**params, "device": runtime.get("device", "auto"),
                   "precision": runtime.get("precision", "auto")}
     return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params,
-                                                        checkpoint_dir), runtime)
+                                                        checkpoint_dir), runtime,
+                             task="pruning (prune, recover, fine-tune)")
 
 
 def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,

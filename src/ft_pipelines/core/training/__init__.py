@@ -19,9 +19,12 @@ from ft_pipelines.core.training.checkpoint import (
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.data_parallel import run_data_parallel
 from ft_pipelines.core.training.distributed import (
+    DistributedRunError,
     all_reduce_sum,
     all_reduce_tensors,
+    rank0_decides,
     rank_slice,
+    set_activity,
     world,
 )
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
@@ -32,6 +35,7 @@ __all__ = [
     "BestModel",
     "Callback",
     "Checkpointing",
+    "DistributedRunError",
     "EarlyStopping",
     "ProgressBar",
     "TrainConfig",
@@ -45,10 +49,12 @@ __all__ = [
     "frozen_prefix_length",
     "load_checkpoint",
     "lr_factor",
+    "rank0_decides",
     "rank_slice",
     "resolve_regularizer",
     "run_data_parallel",
     "save_checkpoint",
+    "set_activity",
     "take_finished_checkpoints",
     "train_config",
     "world",

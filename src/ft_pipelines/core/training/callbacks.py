@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ft_pipelines.core.training.checkpoint import Checkpointing
 from ft_pipelines.core.training.config import TrainConfig
-from ft_pipelines.core.training.distributed import world
+from ft_pipelines.core.training.distributed import rank0_decides, world
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BestModel(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict) -> None:
         key = (row["val_acc"], -row["val_loss"])
-        if self.best_key is None or key > self.best_key:
+        if rank0_decides(self.best_key is None or key > self.best_key):
             self.best_key, self.best_epoch = key, epoch
             self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 

@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ft_pipelines.core.training.distributed import rank0_decides
 from ft_pipelines.core.training.trainer import Callback, Trainer
 from ft_pipelines.core.utils import atomic_write
 
@@ -169,19 +170,34 @@ class Checkpointing(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Load the checkpoint into the trainer and set the epoch to start from; set an unusable
-        one aside, leaving the trainer exactly as it was."""
+        one aside, leaving the trainer exactly as it was. Under data parallelism rank 0 decides
+        whether to resume (and sets a bad file aside); the other ranks then load that file."""
+        path = self.directory / CHECKPOINT_FILE
+        resumed = self._resume(trainer) if trainer.is_main else False
+        if not rank0_decides(resumed):
+            return
+        if not trainer.is_main:
+            loaded = load_checkpoint(self.directory)
+            if loaded is None:  # rank 0 read it a moment ago: the folder is not shared
+                raise UnusableCheckpoint(f"{path} is missing on rank {trainer.rank}: the ranks "
+                                         "must share finetune.checkpoint_dir (one file system)")
+            self._restore(trainer, *loaded)
+        logger.info("Resuming from %s after epoch %d", path, trainer.start_epoch)
+
+    def _resume(self, trainer: Trainer) -> bool:
+        """Load the checkpoint if there is a usable one; whether the trainer now resumes."""
         path = self.directory / CHECKPOINT_FILE
         snapshot = self._snapshot(trainer)
         try:
             loaded = load_checkpoint(self.directory)
             if loaded is None:
-                return
+                return False
             self._restore(trainer, *loaded)
         except Exception as error:  # anything wrong with the file: never continue from half
             self._rollback(trainer, snapshot)
             set_aside(path, str(error))
-            return
-        logger.info("Resuming from %s after epoch %d", path, trainer.start_epoch)
+            return False
+        return True
 
     def on_train_end(self, trainer: Trainer) -> None:
         report_finished_checkpoints([self.directory])

@@ -63,7 +63,7 @@ def finetune_model(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
     params = {**params, "device": runtime.get("device", "auto"),
               "precision": runtime.get("precision", "auto")}
     args = (model, splits, plan, params, attention, checkpoint_dir, anchor)
-    trained, history = run_data_parallel(_finetune_here, args, runtime)
+    trained, history = run_data_parallel(_finetune_here, args, runtime, task="fine-tuning")
     if trained is not model:  # rank 0's copy from a spawned process
         model.load_state_dict(trained.state_dict())
     return model, history

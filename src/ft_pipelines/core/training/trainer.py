@@ -26,7 +26,10 @@ from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import (
     all_reduce_sum,
     backend_name,
+    broadcast_buffers,
+    rank0_decides,
     rank_slice,
+    set_activity,
     world,
     wrap_data_parallel,
 )
@@ -168,13 +171,17 @@ class Trainer:
                 if self.stop:
                     break
                 self._call("on_epoch_start", epoch)
+                set_activity(f"training epoch {epoch + 1} of {self.config.epochs}")
                 row = self._train_epoch(train_net, train_x, train.labels, transform, epoch)
+                set_activity(f"validating epoch {epoch + 1} of {self.config.epochs}")
                 row.update(self._evaluate(net, val_x, val.labels, transform))
                 self.history.append(row)
                 self._call("on_epoch_end", epoch, row)
+                self.stop = rank0_decides(self.stop)  # e.g. early stopping: rank 0's call
         finally:
             self.regularizer.detach()
         self._call("on_train_end")
+        broadcast_buffers(self.model)  # every rank hands back rank 0's model
         return pd.DataFrame(self.history).assign(**self.world_columns())
 
     def world_columns(self) -> dict[str, Any]:
@@ -266,6 +273,7 @@ class Trainer:
     def _evaluate(
         self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, transform
     ) -> dict:
+        broadcast_buffers(self.model)  # the ranks score one model: rank 0's BN statistics
         net.eval()
         loss_sum, correct = 0.0, 0
         # each rank scores its contiguous part (slices: views, no copies); the sums are added
