@@ -19,7 +19,6 @@ from ft_pipelines.core.pruning.transtailor import back_off
 from ft_pipelines.core.training import (
     Callback,
     DistributedRunError,
-    TrainConfig,
     Trainer,
     default_callbacks,
     set_activity,
