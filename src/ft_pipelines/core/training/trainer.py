@@ -182,7 +182,9 @@ class Trainer:
             self.regularizer.detach()
         self._call("on_train_end")
         broadcast_buffers(self.model)  # every rank hands back rank 0's model
-        return pd.DataFrame(self.history).assign(**self.world_columns())
+        # resumed_after_epoch: 0 for a fresh run, k when it continued from epoch k's checkpoint
+        return pd.DataFrame(self.history).assign(**self.world_columns(),
+                                                 resumed_after_epoch=self.start_epoch)
 
     def world_columns(self) -> dict[str, Any]:
         """Where this training ran: processes, backend, device, precision."""
