@@ -41,10 +41,15 @@ class _RankOneWantsToStop(Callback):
             row["val_acc"] = 1.0 - row["val_acc"]  # a different 'best epoch' on rank 1
 
 
-def _disagreeing_ranks():
+def _disagreeing_ranks(passed_in: torch.nn.Module):
     """One rank's run (module level: spawned ranks import it). Returns, gathered on every rank,
     what each rank did, for the parent to compare."""
     rank = world()[0]
+    # 0. a model handed to the ranks is each rank's own: mp.spawn shared its tensors' memory,
+    # so ranks trained one set of weights, each step applied twice, racing
+    with torch.no_grad():
+        passed_in.weight.add_(rank + 1)
+    dist.barrier()
     # 1. back-off: rank 0 measures within the limit, rank 1 far below it
     attempts = []
 
@@ -68,15 +73,19 @@ def _disagreeing_ranks():
     broadcast_buffers(bn)
     state = {"attempts": attempts, "kept": kept, "accepted": accepted, "epochs": len(history),
              "best_epoch": best_epoch, "bn_mean": bn.running_mean.tolist(),
-             "weights": model.fc.weight.detach().clone()}
+             "weights": model.fc.weight.detach().clone(),
+             "passed_in": passed_in.weight.detach().clone()}
     gathered = [None] * world()[1]
     dist.all_gather_object(gathered, state)
     return gathered
 
 
 def test_ranks_that_disagree_follow_rank_0_and_finish():
-    rank0, rank1 = spawn_data_parallel(_disagreeing_ranks, (), 2, "cpu", timeout_s=60,
+    passed_in = torch.nn.Linear(2, 2)
+    rank0, rank1 = spawn_data_parallel(_disagreeing_ranks, (passed_in,), 2, "cpu", timeout_s=60,
                                        task="agreement test")
+    torch.testing.assert_close(rank0["passed_in"], passed_in.weight.detach() + 1)
+    torch.testing.assert_close(rank1["passed_in"], passed_in.weight.detach() + 2)
     assert rank0["attempts"] == rank1["attempts"] == [0.4]  # rank 0 accepted at once
     assert rank0["kept"] == rank1["kept"] == "model@0.4" and rank1["accepted"]
     assert rank0["epochs"] == rank1["epochs"] == 3  # rank 1's stop request was not followed

@@ -12,6 +12,7 @@ timeout (``runtime.distributed.timeout_s``), so a lost or diverged rank ends the
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
@@ -179,7 +180,11 @@ def wrap_data_parallel(net: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=device_ids)
+    # Buffers (BN running statistics) are not broadcast before every forward (one collective
+    # per step saved): only batch statistics shape a training step, and the Trainer hands rank
+    # 0's running statistics to every rank before an evaluation and at the end
+    # (broadcast_buffers), which is what the per-forward broadcast amounted to.
+    return DistributedDataParallel(net, device_ids=device_ids, broadcast_buffers=False)
 
 
 def _free_port() -> int:
@@ -199,7 +204,7 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, threads: int
     _activity["folder"] = folder
     try:
         with rank_context(task):
-            result = fn(*args)
+            result = fn(*_private_modules(args))
             if rank == 0:  # back to the parent the way mp.spawn sent the arguments: pickled
                 with open(Path(folder) / "rank0.pickle", "wb") as file:
                     pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -208,6 +213,22 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, threads: int
     finally:
         dist.destroy_process_group()
         leave_objects_to_exit()  # the rank ends next, while the parent waits in join
+
+
+def _private_modules(value: Any) -> Any:
+    """``value`` with every ``nn.Module`` in it (in tuples, lists, dicts) deep-copied.
+
+    mp.spawn hands every rank the same shared-memory storage for each tensor of the arguments:
+    ranks training one model passed in would write each other's weights and BN statistics
+    (each step applied once per rank, and racing). Data tensors stay shared: they are read.
+    """
+    if isinstance(value, nn.Module):
+        return copy.deepcopy(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_private_modules(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _private_modules(item) for key, item in value.items()}
+    return value
 
 
 def spawn_data_parallel(fn: Callable[..., Any], args: tuple, processes: int,
