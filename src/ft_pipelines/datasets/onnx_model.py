@@ -15,6 +15,7 @@ from kedro.io import AbstractVersionedDataset, Version
 from kedro.io.core import DatasetError, VersionNotFoundError
 
 from ft_pipelines.core.export import NotExported, OnnxModel
+from ft_pipelines.core.export.artifact import SIDECAR_FIX, SidecarError
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,16 @@ class OnnxModelDataset(AbstractVersionedDataset[OnnxModel | NotExported, OnnxMod
             raise DatasetError(f"No exported model at {path} (with its sidecar {sidecar.name}); "
                                "run `kedro run --pipelines=export`")
         try:
-            return OnnxModel(path.read_bytes(), json.loads(sidecar.read_text()))
+            described = json.loads(sidecar.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{sidecar}: not a JSON sidecar ({error}). {SIDECAR_FIX}"
+                               ) from error
+        if not isinstance(described, dict):
+            raise DatasetError(f"{sidecar}: not a JSON object. {SIDECAR_FIX}")
+        try:
+            return OnnxModel(path.read_bytes(), described)
+        except SidecarError as error:
+            raise DatasetError(f"{sidecar} (the sidecar of {path.name}): {error}") from error
         except ValueError as error:
             raise DatasetError(f"{path}: {error}") from error
 
