@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ft_pipelines.core.models import save_model_file
 from ft_pipelines.core.models.artifact import SPEC_KEY
+from ft_pipelines.params.hooks import InvalidParameters
 from tests.pipelines.conftest import (
     error_chain,
     kedro_cli,
@@ -113,3 +116,18 @@ def test_delta_with_head_only_training_names_the_parameter_and_the_fix(project):
     assert squeezed("finetune.regularizer.name='delta' needs trainable backbone blocks") \
         in output, output[-3000:]
     assert squeezed("Fix: finetune.regularizer.name: l2 (or none)") in output
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"runtime.device": "cuda"}, "`runtime.device`: runtime.device='cuda' but this torch build "
+                                 "sees no CUDA device"),
+    ({"runtime.precision": "fp16"}, "`runtime.precision`: runtime.precision=fp16 needs a CUDA "
+                                    "device"),
+])
+def test_cuda_settings_on_a_machine_without_cuda_stop_the_session_before_any_node(
+        project, monkeypatch, params, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    error = run_error(project, ["data_ingestion", "pretrained_backbone"], **params)
+    assert isinstance(error, InvalidParameters)
+    assert squeezed(expected) in squeezed(str(error))
+    assert not (project / "data").exists()  # no node ran, no version was written
