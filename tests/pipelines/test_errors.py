@@ -131,3 +131,21 @@ def test_cuda_settings_on_a_machine_without_cuda_stop_the_session_before_any_nod
     assert isinstance(error, InvalidParameters)
     assert squeezed(expected) in squeezed(str(error))
     assert not (project / "data").exists()  # no node ran, no version was written
+
+
+def test_a_malformed_load_versions_is_explained_not_none(project):
+    result = kedro_cli(project, "run", "--env", "ci", "--pipelines=pruning",
+                       "--load-versions=finetuned_model")
+    assert result.returncode == 2 and result.exception is None
+    assert "NoneType" not in result.printed
+    assert squeezed("Invalid value for '--load-versions'") in squeezed(result.output)
+    assert squeezed("e.g. --load-versions=finetuned_model:2026-01-01T00.00.00.000Z") in \
+        squeezed(result.output)
+
+
+def test_predict_in_a_fresh_clone_says_how_to_export_first(project, tmp_path):
+    _noise_png(tmp_path / "x.png", seed=1)
+    error = error_chain(run_error(project, ["predict"], **{"predict.path": str(tmp_path)}))
+    assert "VersionNotFoundError: Did not find" not in error
+    assert squeezed("is stored yet: export a model first: `kedro run`") in error
+    assert squeezed("`kedro run --pipelines=export`") in error
