@@ -1,7 +1,9 @@
 import copy
 import json
+import os
 import pickle
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from ft_pipelines.core.models import (
     replace_head,
     save_model_file,
 )
-from ft_pipelines.core.models.artifact import SPEC_KEY, read_artifact
+from ft_pipelines.core.models.artifact import SPEC_KEY, newest_artifact, read_artifact
 from ft_pipelines.core.pruning import prune_by_importance, score_channels
 
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -119,3 +121,19 @@ def test_an_architecture_not_buildable_on_the_meta_device_is_checked_from_its_he
     refusal = re.escape("stem.1: file (32,), spec channels [250000000]")
     with pytest.raises(ValueError, match=refusal):
         load_model_file(path)
+
+
+def test_the_newest_artifact_of_a_folder_is_the_latest_version_not_the_last_name(tmp_path):
+    old, new = "2026-01-01T00.00.00.000Z", "2026-03-01T00.00.00.000Z"
+    for name, version in (("finetuned_model", new), ("pruned_model", old)):
+        (tmp_path / f"{name}.safetensors" / version).mkdir(parents=True)
+        (tmp_path / f"{name}.safetensors" / version / f"{name}.safetensors").write_bytes(b"")
+    (tmp_path / "finetuned_model.safetensors" / new / ".finetuned.safetensors").write_bytes(b"")
+    assert newest_artifact(tmp_path) == (
+        tmp_path / "finetuned_model.safetensors" / new / "finetuned_model.safetensors")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, age in (("a.safetensors", 0), ("b.safetensors", 3600)):
+        (plain / name).write_bytes(b"")
+        os.utime(plain / name, (time.time() - age, time.time() - age))
+    assert newest_artifact(plain) == plain / "a.safetensors"

@@ -8,6 +8,8 @@ network shrank, then loads the weights strictly: the result is an identical modu
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +285,25 @@ def save_model_file(model: nn.Module, path: str | Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
+# Kedro's version folder names (UTC timestamps): in this format, text order is time order.
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z")
+
+
+def _written_at(path: Path) -> str:
+    """When ``path`` was saved, as a Kedro version string: its version folder's name, else its
+    modification time in the same format."""
+    if _VERSION.fullmatch(path.parent.name):
+        return path.parent.name
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H.%M.%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
 def newest_artifact(folder: str | Path) -> Path:
-    """The newest artifact inside a folder (a versioned dataset folder or a plain one)."""
-    files = sorted(Path(folder).rglob("*.safetensors"))
+    """The newest artifact inside a folder (a versioned dataset folder or a plain one): the
+    latest version, not the last name in alphabetical order; hidden files are never taken."""
+    root = Path(folder)
+    files = [p for p in root.rglob("*.safetensors")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
     if not files:
         raise FileNotFoundError(f"No model artifact (*.safetensors) under {folder}")
-    return files[-1]
+    return max(files, key=lambda p: (_written_at(p), p.as_posix()))
