@@ -89,3 +89,69 @@ def test_weights_that_do_not_fit_the_spec_name_the_file(stored):
     assert str(path) in message
     assert "classifier.weight: file (7, 1280), spec (3, 1280)" in message
     assert "re-run the stage that wrote it" in message
+
+
+@pytest.fixture()
+def allocations(monkeypatch):
+    """(what, size, on the meta device) for every layer resize and architecture build."""
+    from ft_pipelines.core.models import artifact
+
+    seen: list[tuple[str, int, bool]] = []
+    resize_bn, build = artifact._resize_bn, artifact.build_architecture
+
+    def spy_bn(bn, features):
+        seen.append(("bn", features, torch.get_default_device().type == "meta"))
+        resize_bn(bn, features)
+
+    def spy_build(architecture, library, num_classes=1000):
+        seen.append((architecture, num_classes, torch.get_default_device().type == "meta"))
+        return build(architecture, library, num_classes)
+
+    monkeypatch.setattr(artifact, "_resize_bn", spy_bn)
+    monkeypatch.setattr(artifact, "build_architecture", spy_build)
+    return seen
+
+
+@pytest.mark.parametrize("features", [250_000_000, 2**40])
+def test_a_crafted_channel_count_is_refused_before_anything_of_its_size_is_allocated(
+        stored, allocations, features):
+    dataset, path = stored
+    _rewrite(path, edit_spec=lambda spec: spec["channels"].update(bn1=[features]))
+    with pytest.raises(DatasetError) as info:
+        dataset.load()
+    message = str(info.value)
+    assert str(path) in message and "refusing to load" in message
+    assert f"bn1.weight: file (32,), spec ({features},)" in message
+    assert "re-run the stage that wrote it" in message
+    assert all(meta for _, size, meta in allocations if size == features)
+    assert all(meta for *_, meta in allocations)  # nothing was built for real
+
+
+def test_a_crafted_class_count_is_refused_before_its_head_is_allocated(stored, allocations):
+    dataset, path = stored
+
+    def craft(spec):  # a huge replaced head, shrunk back by the channel counts
+        spec["surgery"]["num_classes"] = 2**40
+
+    _rewrite(path, edit_spec=craft)
+    with pytest.raises(DatasetError, match="refusing to load") as info:
+        dataset.load()
+    assert str(path) in str(info.value)
+    assert all(meta for *_, meta in allocations)
+
+
+def test_an_architecture_swapped_for_a_larger_one_is_never_built(stored, allocations):
+    dataset, path = stored
+    _rewrite(path, edit_spec=lambda spec: spec["backbone"].update(architecture="efficientnet_b7"))
+    with pytest.raises(DatasetError, match="weights do not match") as info:
+        dataset.load()
+    assert str(path) in str(info.value)
+    assert all(meta for *_, meta in allocations)
+    assert [name for name, *_ in allocations if name != "bn"] == ["efficientnet_b7"]
+
+
+def test_a_genuine_artifact_is_checked_on_the_meta_device_then_built_once(stored, allocations):
+    dataset, _ = stored
+    dataset.load()
+    assert [built for built in allocations if built[0] != "bn"] == [
+        ("efficientnet_lite0", 3, True), ("efficientnet_lite0", 3, False)]

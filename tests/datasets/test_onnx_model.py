@@ -45,7 +45,7 @@ def test_not_exported_writes_nothing_and_missing_ok_loads_none(tmp_path, tiny_on
     dataset(tmp_path, save=V1).save(NotExported("export.quantize is null"))
     assert not (tmp_path / "model.onnx").exists()
     assert dataset(tmp_path, load_args={"missing_ok": True}).load() is None
-    with pytest.raises(DatasetError, match="Did not find any versions"):
+    with pytest.raises(DatasetError, match="No version of .* is stored yet: export a model first"):
         dataset(tmp_path).load()
     dataset(tmp_path, save=V2).save(tiny_onnx)
     assert dataset(tmp_path, load_args={"missing_ok": True}).load().sha256 == tiny_onnx.sha256
@@ -74,3 +74,42 @@ def test_sidecar_names_the_model_artifact_version_it_came_from(tmp_path, fresh_b
         parameter.data.mul_(0.5)
         break
     assert export_classifier(loaded, ["a", "b", "c"]).sidecar["source_model"]["artifact"] is None
+
+
+def _edit_sidecar(tmp_path, tiny_onnx, edit):
+    dataset(tmp_path, save=V1).save(tiny_onnx)
+    sidecar = tmp_path / "model.onnx" / V1 / "model.json"
+    described = json.loads(sidecar.read_text())
+    edit(described)
+    sidecar.write_text(json.dumps(described))
+    return sidecar
+
+
+@pytest.mark.parametrize(("edit", "refusal"), [
+    (lambda s: s["input"].update(std=[0, 0, 0]), "input.std must be 3 finite numbers > 0"),
+    (lambda s: s["input"].update(std=[0.2, -1, 0.2]), "input.std must be 3 finite numbers > 0"),
+    (lambda s: s["input"].update(mean=[0.5, 0.5]), "input.mean must be 3 finite numbers"),
+    (lambda s: s["input"].update(mean=[float("nan")] * 3), "input.mean must be 3 finite"),
+    (lambda s: s.update(input_size=60000), "input_size must be an integer in [8, 4096]"),
+    (lambda s: s.update(input_size="32"), "input_size must be an integer"),
+    (lambda s: s.update(input_size=SIZE * 2), f"input_size={SIZE * 2} but the graph takes"),
+    (lambda s: s.update(class_names=s["class_names"][:-1]),
+     f"class_names has {len(CLASSES) - 1} names but the graph outputs {len(CLASSES)}"),
+    (lambda s: s.update(class_names="abc"), "class_names must be a non-empty list of strings"),
+])
+def test_a_crafted_sidecar_is_refused_naming_the_file_and_the_fix(tmp_path, tiny_onnx, edit,
+                                                                 refusal):
+    sidecar = _edit_sidecar(tmp_path, tiny_onnx, edit)
+    with pytest.raises(DatasetError) as info:
+        dataset(tmp_path).load()
+    message = str(info.value)
+    assert str(sidecar) in message and refusal in message
+    assert "kedro run --pipelines=export" in message
+
+
+def test_a_sidecar_that_is_not_json_names_the_file(tmp_path, tiny_onnx):
+    dataset(tmp_path, save=V1).save(tiny_onnx)
+    sidecar = tmp_path / "model.onnx" / V1 / "model.json"
+    sidecar.write_text("{not json")
+    with pytest.raises(DatasetError, match=f"{sidecar}: not a JSON sidecar"):
+        dataset(tmp_path).load()

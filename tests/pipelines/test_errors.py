@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ft_pipelines.core.models import save_model_file
 from ft_pipelines.core.models.artifact import SPEC_KEY
+from ft_pipelines.params.hooks import InvalidParameters
 from tests.pipelines.conftest import (
     error_chain,
     kedro_cli,
@@ -113,3 +116,36 @@ def test_delta_with_head_only_training_names_the_parameter_and_the_fix(project):
     assert squeezed("finetune.regularizer.name='delta' needs trainable backbone blocks") \
         in output, output[-3000:]
     assert squeezed("Fix: finetune.regularizer.name: l2 (or none)") in output
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"runtime.device": "cuda"}, "`runtime.device`: runtime.device='cuda' but this torch build "
+                                 "sees no CUDA device"),
+    ({"runtime.precision": "fp16"}, "`runtime.precision`: runtime.precision=fp16 needs a CUDA "
+                                    "device"),
+])
+def test_cuda_settings_on_a_machine_without_cuda_stop_the_session_before_any_node(
+        project, monkeypatch, params, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    error = run_error(project, ["data_ingestion", "pretrained_backbone"], **params)
+    assert isinstance(error, InvalidParameters)
+    assert squeezed(expected) in squeezed(str(error))
+    assert not (project / "data").exists()  # no node ran, no version was written
+
+
+def test_a_malformed_load_versions_is_explained_not_none(project):
+    result = kedro_cli(project, "run", "--env", "ci", "--pipelines=pruning",
+                       "--load-versions=finetuned_model")
+    assert result.returncode == 2 and result.exception is None
+    assert "NoneType" not in result.printed
+    assert squeezed("Invalid value for '--load-versions'") in squeezed(result.output)
+    assert squeezed("e.g. --load-versions=finetuned_model:2026-01-01T00.00.00.000Z") in \
+        squeezed(result.output)
+
+
+def test_predict_in_a_fresh_clone_says_how_to_export_first(project, tmp_path):
+    _noise_png(tmp_path / "x.png", seed=1)
+    error = error_chain(run_error(project, ["predict"], **{"predict.path": str(tmp_path)}))
+    assert "VersionNotFoundError: Did not find" not in error
+    assert squeezed("is stored yet: export a model first: `kedro run`") in error
+    assert squeezed("`kedro run --pipelines=export`") in error

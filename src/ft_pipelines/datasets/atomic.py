@@ -22,13 +22,15 @@ from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.text import TextDataset
 
 from ft_pipelines.core.utils import atomic_write
+from ft_pipelines.datasets.versions import VersionedPathsMixin
 
 
-class AtomicSaveMixin:
+class AtomicSaveMixin(VersionedPathsMixin):
     """Put before a kedro-datasets class: its ``save`` then writes through ``atomic_write``.
 
     The stock ``save`` asks ``_get_save_path()`` where to write; while ours runs, that answer is
-    the temporary path. Remote file systems (one object per write) are saved as usual.
+    the temporary path. Remote file systems (one object per write) are saved as usual. A save
+    first removes the stale temporaries that killed saves left (``datasets.versions``).
     """
 
     _staging_path: PurePosixPath | None = None
@@ -42,6 +44,7 @@ class AtomicSaveMixin:
         # the parent's save without Kedro's wrapper: ours is already wrapped (version, errors)
         stock_save = super().save.__wrapped__  # type: ignore[misc]
         final = self._get_save_path()  # also refuses an existing versioned path
+        self._remove_stale_temporaries()
         if getattr(self, "_protocol", "file") != "file":
             stock_save(self, data)
             return

@@ -11,9 +11,10 @@ from kedro.io.core import DatasetError
 from torch import nn
 
 from ft_pipelines.core.models import load_model_file, save_model_file
+from ft_pipelines.datasets.versions import VersionedPathsMixin
 
 
-class ModelArtifactDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
+class ModelArtifactDataset(VersionedPathsMixin, AbstractVersionedDataset[nn.Module, nn.Module]):
     """Save/load a model built by ``ft_pipelines`` without unpickling anything.
 
     Example catalog entry::
@@ -23,6 +24,9 @@ class ModelArtifactDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
           filepath: data/06_models/finetuned_model.safetensors
           versioned: true
     """
+
+    first_version_fix = ("run the stage that writes it (`kedro run`, or `kedro run "
+                         "--pipelines=<stage>` with the stages before it stored)")
 
     def __init__(
         self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None
@@ -44,6 +48,7 @@ class ModelArtifactDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
         path = Path(str(self._get_save_path()))
         if path.exists():  # versioning makes this unreachable unless a version is reused
             raise DatasetError(f"{path} exists; refusing to overwrite a stored model")
+        self._remove_stale_temporaries()
         save_model_file(data, path)
 
     def _exists(self) -> bool:

@@ -15,6 +15,8 @@ from kedro.io import AbstractVersionedDataset, Version
 from kedro.io.core import DatasetError, VersionNotFoundError
 
 from ft_pipelines.core.export import NotExported, OnnxModel
+from ft_pipelines.core.export.artifact import SIDECAR_FIX, SidecarError
+from ft_pipelines.datasets.versions import VersionedPathsMixin
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.remove(tmp)
 
 
-class OnnxModelDataset(AbstractVersionedDataset[OnnxModel | NotExported, OnnxModel | None]):
+class OnnxModelDataset(VersionedPathsMixin,
+                       AbstractVersionedDataset[OnnxModel | NotExported, OnnxModel | None]):
     """Save/load an ``OnnxModel``: ``<name>.onnx`` plus ``<name>.json`` (the sidecar), no pickle.
 
     Both files are written to temporary names and renamed, the sidecar first: a version exists
@@ -48,6 +51,10 @@ class OnnxModelDataset(AbstractVersionedDataset[OnnxModel | NotExported, OnnxMod
           filepath: data/06_models/pruned_onnx.onnx
           versioned: true
     """
+
+    first_version_fix = ("export a model first: `kedro run` (the whole chain ends with the "
+                         "export) or, with trained models already stored, `kedro run "
+                         "--pipelines=export`")
 
     def __init__(self, filepath: str, version: Version | None = None,
                  load_args: dict[str, Any] | None = None,
@@ -78,7 +85,16 @@ class OnnxModelDataset(AbstractVersionedDataset[OnnxModel | NotExported, OnnxMod
             raise DatasetError(f"No exported model at {path} (with its sidecar {sidecar.name}); "
                                "run `kedro run --pipelines=export`")
         try:
-            return OnnxModel(path.read_bytes(), json.loads(sidecar.read_text()))
+            described = json.loads(sidecar.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{sidecar}: not a JSON sidecar ({error}). {SIDECAR_FIX}"
+                               ) from error
+        if not isinstance(described, dict):
+            raise DatasetError(f"{sidecar}: not a JSON object. {SIDECAR_FIX}")
+        try:
+            return OnnxModel(path.read_bytes(), described)
+        except SidecarError as error:
+            raise DatasetError(f"{sidecar} (the sidecar of {path.name}): {error}") from error
         except ValueError as error:
             raise DatasetError(f"{path}: {error}") from error
 
@@ -104,6 +120,7 @@ class OnnxModelDataset(AbstractVersionedDataset[OnnxModel | NotExported, OnnxMod
         path = Path(str(self._get_save_path()))
         if path.exists():  # versioning makes this unreachable unless a version is reused
             raise DatasetError(f"{path} exists; refusing to overwrite a stored model")
+        self._remove_stale_temporaries()
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.sidecar_path(path),
                           json.dumps(data.sidecar, indent=2).encode("utf-8"))

@@ -8,7 +8,9 @@ from typing import Any
 import click
 from kedro.framework.hooks import hook_impl
 
+from ft_pipelines.core.utils.runtime import resolve_device, resolve_precision
 from ft_pipelines.params.environment import apply_threads
+from ft_pipelines.params.runtime import RuntimeParams
 from ft_pipelines.params.validate import ParameterError, validate_parameters
 
 
@@ -32,4 +34,20 @@ class ParametersHook:
             parameters = validate_parameters(context.config_loader["parameters"])
         except ParameterError as error:
             raise InvalidParameters(error.problems) from None
+        problem = machine_problem(parameters.runtime)
+        if problem:
+            raise InvalidParameters([problem])
         apply_threads(parameters.runtime.threads)
+
+
+def machine_problem(runtime: RuntimeParams) -> str | None:
+    """Whether this machine can run ``runtime.device`` / ``runtime.precision`` (CUDA asked for
+    on a machine without it), checked at session start: the nodes would refuse it only after
+    the stages before them had written their versions."""
+    try:
+        resolve_precision(runtime.precision, resolve_device(runtime.device))
+    except ValueError as error:
+        key = "runtime.precision" if str(error).startswith("runtime.precision") else \
+            "runtime.device"
+        return f"`{key}`: {error}"
+    return None

@@ -339,3 +339,24 @@ def test_cached_decode_reuses_the_file(tmp_path: Path, monkeypatch) -> None:
     assert torch.equal(images, first_images) and torch.equal(labels, first_labels)
     with pytest.raises(AssertionError, match="cache matches"):
         cached_decode(table, 24, tmp_path / "cache")  # another size is another cache entry
+
+
+def test_one_image_under_two_labels_is_an_error_naming_both_files() -> None:
+    records = _records({"a": 4, "b": 5})
+    relabelled = ImageRecord(records[0].image_bytes, "b", "b/same_as_a0.png")
+    with pytest.raises(ValueError, match="appear under different labels") as error:
+        build_images_table([*records, relabelled])
+    message = str(error.value)
+    assert "a/0.png (a) = b/same_as_a0.png (b)" in message
+    assert "ingestion.on_duplicate: skip" in message
+
+
+def test_skip_leaves_out_every_copy_of_an_image_under_two_labels(caplog) -> None:
+    records = _records({"a": 4, "b": 5})
+    relabelled = ImageRecord(records[0].image_bytes, "b", "b/same_as_a0.png")
+    with caplog.at_level("WARNING", logger="ft_pipelines.core.data"):
+        table, _, profile = build_images_table([*records, relabelled], on_duplicate="skip")
+    assert not {"a/0.png", "b/same_as_a0.png"} & set(table["origin"]) and len(table) == 8
+    assert {d["origin"] for d in profile["duplicates_skipped"]} == {"a/0.png",
+                                                                     "b/same_as_a0.png"}
+    assert "Left out 2 images that appear under different labels" in caplog.text

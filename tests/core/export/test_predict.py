@@ -1,4 +1,7 @@
 import io
+import os
+import re
+import signal
 
 import numpy as np
 import pandas as pd
@@ -6,6 +9,7 @@ import pytest
 from PIL import Image
 
 from ft_pipelines.core.data import decode_images
+from ft_pipelines.core.data.sources import NotAnImageFile, read_image_file
 from ft_pipelines.core.export.predict import iter_inputs, predict_rows, predictions_table
 from ft_pipelines.core.export.runtime import OnnxRunner, softmax
 from tests.core.export.conftest import CLASSES
@@ -43,9 +47,11 @@ def test_folder_rows_one_per_file_broken_one_reported(tmp_path, tiny_onnx):
     table = predictions_table(predict_rows(OnnxRunner(tiny_onnx), iter_inputs(folder),
                                            batch_size=2))
     assert table["file"].tolist() == ["a/16bit.png", "a/deeper/cmyk.jpg", "a/rgb.png",
-                                      "b/broken.png", "b/palette.png"]
+                                      "b/broken.png", "b/notes.txt", "b/palette.png"]
     broken = table.set_index("file").loc["b/broken.png"]
     assert "Truncated" in broken["error"] and pd.isna(broken["predicted_class"])
+    assert "not an image type predict reads (.txt" in table.set_index("file").loc[
+        "b/notes.txt", "error"]
     good = table[table["error"].isna()]
     assert len(good) == 4 and set(good["predicted_class"]) <= set(CLASSES)
     for _, row in good.iterrows():
@@ -67,6 +73,7 @@ def test_predictions_decode_like_ingestion_and_ignore_batching(tmp_path, tiny_on
     images, _ = decode_images(table, tiny_onnx.input_size)
     expected = softmax(runner.logits(images.numpy())).max(axis=1)
     got = by_batch[0].set_index("file").loc[files, "probability"].to_numpy()
+    assert by_batch[0]["error"].notna().sum() == 2  # broken.png and notes.txt
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
@@ -83,6 +90,9 @@ def test_parquet_input_with_and_without_file_names(tmp_path, tiny_onnx):
     assert rows[0]["file"] == f"{path}:0"
     with pytest.raises(ValueError, match="Set predict.image_column"):
         next(iter_inputs(path, "image"))
+    pd.DataFrame({"img": ["a string"]}).to_parquet(path)
+    row = next(iter_inputs(path, "img"))
+    assert "point predict.image_column at a column" in row[1]
 
 
 def test_bad_paths_fail_clearly(tmp_path, tiny_onnx):
@@ -93,3 +103,51 @@ def test_bad_paths_fail_clearly(tmp_path, tiny_onnx):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no image files"):
         predictions_table(predict_rows(OnnxRunner(tiny_onnx), iter_inputs(tmp_path / "empty")))
+
+
+@pytest.fixture()
+def alarm():
+    """Fail instead of hanging: a blocked read is interrupted after 20 s."""
+    def interrupt(signum, frame):
+        raise TimeoutError("predict blocked on a file")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _not_files(folder):
+    folder.mkdir()
+    os.mkfifo(folder / "x.png")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    return folder
+
+
+def test_a_fifo_or_a_device_in_a_folder_gets_a_row_with_its_error(tmp_path, tiny_onnx, alarm):
+    folder = _not_files(tmp_path / "new")
+    (folder / "animated.gif").write_bytes(b"GIF89a")
+    Image.new("RGB", (20, 20), "red").save(folder / "y.png")
+    table = predictions_table(predict_rows(OnnxRunner(tiny_onnx), iter_inputs(folder)))
+    errors = table.set_index("file")["error"]
+    assert "a FIFO (named pipe)" in errors["x.png"]
+    assert "a character device" in errors["zero.png"]
+    assert "not an image type predict reads (.gif" in errors["animated.gif"]
+    assert pd.isna(errors["y.png"])
+
+
+@pytest.mark.parametrize(("name", "kind"), [("x.png", "a FIFO (named pipe)"),
+                                            ("zero.png", "a character device")])
+def test_predict_path_naming_a_fifo_or_a_device_is_refused_unread(tmp_path, alarm, name, kind):
+    path = _not_files(tmp_path / "new") / name
+    with pytest.raises(ValueError, match=re.escape(f"{str(path)!r} is {kind}, not an image")):
+        iter_inputs(path)
+
+
+def test_an_image_file_is_read_up_to_a_bound(tmp_path):
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\0" * 2048)
+    assert read_image_file(path, max_bytes=2048) == b"\0" * 2048
+    with pytest.raises(NotAnImageFile, match="larger than"):
+        read_image_file(path, max_bytes=1024)

@@ -1,13 +1,25 @@
 import copy
+import json
+import os
 import pickle
 import re
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.models import apply_surgery, load_backbone, load_model_file, save_model_file
+from ft_pipelines.core.models import (
+    apply_surgery,
+    create_backbone,
+    load_backbone,
+    load_model_file,
+    replace_head,
+    save_model_file,
+)
+from ft_pipelines.core.models.artifact import SPEC_KEY, newest_artifact, read_artifact
 from ft_pipelines.core.pruning import prune_by_importance, score_channels
 
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -94,3 +106,34 @@ def test_artifact_source_loads_a_saved_model_file_or_newest_in_folder(tmp_path, 
         load_backbone("file", "efficientnet_lite0", path=str(tmp_path))
     with pytest.raises(ValueError, match="backbone.path"):
         load_backbone("artifact")
+
+
+def test_an_architecture_not_buildable_on_the_meta_device_is_checked_from_its_header(tmp_path):
+    """torchvision's RegNets copy data while they are built: their spec is checked against the
+    file's shapes directly (a genuine file loads, a crafted channel count is refused)."""
+    model = replace_head(create_backbone("none", "regnet_x_400mf", input_size=32), 3)
+    path = tmp_path / "regnet.safetensors"
+    save_model_file(model, path)
+    assert _same_outputs(model, load_model_file(path), size=32)
+    spec, tensors = read_artifact(path)
+    spec["channels"]["stem.1"] = [250_000_000]
+    save_file(tensors, str(path), metadata={SPEC_KEY: json.dumps(spec)})
+    refusal = re.escape("stem.1: file (32,), spec channels [250000000]")
+    with pytest.raises(ValueError, match=refusal):
+        load_model_file(path)
+
+
+def test_the_newest_artifact_of_a_folder_is_the_latest_version_not_the_last_name(tmp_path):
+    old, new = "2026-01-01T00.00.00.000Z", "2026-03-01T00.00.00.000Z"
+    for name, version in (("finetuned_model", new), ("pruned_model", old)):
+        (tmp_path / f"{name}.safetensors" / version).mkdir(parents=True)
+        (tmp_path / f"{name}.safetensors" / version / f"{name}.safetensors").write_bytes(b"")
+    (tmp_path / "finetuned_model.safetensors" / new / ".finetuned.safetensors").write_bytes(b"")
+    assert newest_artifact(tmp_path) == (
+        tmp_path / "finetuned_model.safetensors" / new / "finetuned_model.safetensors")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, age in (("a.safetensors", 0), ("b.safetensors", 3600)):
+        (plain / name).write_bytes(b"")
+        os.utime(plain / name, (time.time() - age, time.time() - age))
+    assert newest_artifact(plain) == plain / "a.safetensors"

@@ -4,7 +4,10 @@ network" only when the network failed, and an unknown timm name or tag says so."
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
+import torch
 
 from ft_pipelines.core.models import create_backbone
 from ft_pipelines.core.models.sources import is_network_failure
@@ -73,3 +76,29 @@ def test_network_failure_is_found_in_the_cause_chain():
     assert is_network_failure(URLError("refused"))
     assert not is_network_failure(PermissionError("cache folder not writable"))
     assert not is_network_failure(RuntimeError("size mismatch"))
+
+
+class _Pickled:
+    """Not a tensor: what a whole pickled model or custom object holds."""
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("model.pth", lambda: pickle.dumps({"model": _Pickled()})),
+    ("model.pt", lambda: b"not a pickle at all"),
+    ("model.safetensors", lambda: pickle.dumps({"weights": torch.zeros(3)})),
+])
+def test_a_pickle_given_as_backbone_file_names_the_file_and_the_key(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content())
+    with pytest.raises(ValueError) as info:
+        create_backbone("file", "efficientnet_lite0", path=str(path))
+    message = str(info.value)
+    assert f"backbone.path={str(path)!r}" in message and "state dict" in message
+    assert "weights_only=False" not in message and "weights_only" not in str(info.value.__cause__)
+
+
+def test_a_state_dict_of_other_things_is_refused_naming_the_key(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(ValueError, match=r"is not a state dict \(tensors by name\) but a list"):
+        create_backbone("file", "efficientnet_lite0", path=str(path))

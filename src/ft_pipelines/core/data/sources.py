@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,12 @@ logger = logging.getLogger(__name__)
 SOURCES = ("sklearn_digits", "lfw_faces", "image_folder", "parquet")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MAX_LISTED = 20  # offending items shown in one error message; the rest are counted
+# Bytes read from one image file at most: far above any photo (a 100 MP 16-bit TIFF is ~600 MB
+# uncompressed, ~200 MB as a file), far below what a device file would feed forever.
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,35 @@ class ImageRecord:
 def image_id_of(image_bytes: bytes) -> str:
     """Stable id of an image: the first 16 hex characters of the sha256 of its bytes."""
     return hashlib.sha256(image_bytes).hexdigest()[:16]
+
+
+class NotAnImageFile(ValueError):
+    """A path that is not a regular file of a readable size (a FIFO, a device, a huge file)."""
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def read_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+    """The bytes of one image file. Anything that is not a regular file once symlinks are
+    followed (a FIFO that would block forever, ``/dev/zero`` that never ends) is refused without
+    reading from it, and so is a file over ``max_bytes``."""
+    path = Path(path)
+    mode = os.stat(path).st_mode  # follows symlinks: a .png link to /dev/zero is a device
+    if not stat.S_ISREG(mode):
+        raise NotAnImageFile(f"not a regular file ({_kind(mode)}); only image files are read")
+    # O_NONBLOCK: had it been swapped for a FIFO since the stat, opening still returns at once
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAnImageFile(f"not a regular file ({_kind(info.st_mode)})")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise NotAnImageFile(f"larger than {max_bytes:,} bytes, more than an image file "
+                             "holds; convert or resize it")
+    return data
 
 
 def load_records(
@@ -252,8 +288,9 @@ def _load_parquet(path: Path, image_column: str, label_column: str) -> list[Imag
     ]
 
 
-def _as_bytes(value: object) -> bytes:
-    """Image cell as bytes; accepts raw bytes and Hugging Face style ``{"bytes": ...}`` structs."""
+def _as_bytes(value: object, setting: str = "ingestion.image_column") -> bytes:
+    """Image cell as bytes; accepts raw bytes and Hugging Face style ``{"bytes": ...}`` structs.
+    ``setting`` is the parameter that chose the column (named in the error)."""
     if isinstance(value, dict):
         value = value.get("bytes")
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -262,5 +299,5 @@ def _as_bytes(value: object) -> bytes:
         return bytes(value)
     raise ValueError(
         f"Image cell holds {type(value).__name__}, not encoded image bytes: point "
-        "ingestion.image_column at a column of PNG/JPEG/... bytes."
+        f"{setting} at a column of PNG/JPEG/... bytes."
     )

@@ -68,9 +68,10 @@ def build_images_table(
         repeated = [o for o, n in Counter(r.origin for r in records).items() if n > 1]
         raise ValueError(f"Records must have unique origins; repeated: {repeated[:MAX_LISTED]}.")
     ordered = sorted(records, key=lambda r: (ids[r.origin], r.origin))
-    skipped_duplicates: list[dict[str, str]] = []
+    ordered, skipped_duplicates = _drop_label_conflicts(ordered, ids, on_duplicate)
     if on_duplicate == "skip":
-        ordered, skipped_duplicates = _drop_duplicates(ordered, ids)
+        ordered, skipped = _drop_duplicates(ordered, ids)
+        skipped_duplicates += skipped
     by_class = _group_by_class(ordered)
     _check_class_counts(by_class, min_per_class)
     if max_per_class is not None:
@@ -142,6 +143,35 @@ def _drop_duplicates(
             ", ".join(f"{d['origin']} (= {d['duplicate_of']})" for d in skipped[:MAX_LISTED]),
         )
     return kept, skipped
+
+
+def _drop_label_conflicts(
+    ordered: list[ImageRecord], ids: dict[str, str], on_duplicate: str
+) -> tuple[list[ImageRecord], list[dict[str, str]]]:
+    """Identical images under different labels: an image cannot be two classes, and which
+    label is right cannot be told, so ``error`` raises naming every copy and ``skip`` drops
+    all of them (keeping one would keep an arbitrary label)."""
+    groups: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in ordered:
+        groups[ids[record.origin]].append(record)
+    conflicts = [g for g in groups.values() if len({r.label_name for r in g}) > 1]
+    if not conflicts:
+        return ordered, []
+    lines = [" = ".join(f"{r.origin} ({r.label_name})" for r in group) for group in conflicts]
+    if on_duplicate == "error":
+        raise ValueError(
+            f"{len(conflicts)} images appear under different labels (identical bytes):\n"
+            f"{listing(lines)}\nAn image has one class: remove the copies under the wrong "
+            "label, or set ingestion.on_duplicate: skip to leave out every copy of them."
+        )
+    skipped = [{"origin": r.origin, "duplicate_of": "; ".join(
+                   f"{o.origin} (label {o.label_name})" for o in group if o is not r)}
+               for group in conflicts for r in group]
+    logger.warning("Left out %d images that appear under different labels "
+                   "(ingestion.on_duplicate: skip): %s", len(skipped),
+                   "; ".join(lines[:MAX_LISTED]))
+    dropped = {d["origin"] for d in skipped}
+    return [r for r in ordered if r.origin not in dropped], skipped
 
 
 def _group_by_class(ordered: list[ImageRecord]) -> dict[str, list[ImageRecord]]:

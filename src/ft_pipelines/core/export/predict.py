@@ -21,7 +21,13 @@ import pyarrow.parquet as pq
 # validation (verify + full decode) and the same decoding (EXIF transpose, 16-bit rescale,
 # CMYK/palette -> RGB, antialiased bilinear resize to the model's input size).
 from ft_pipelines.core.data.decoding import decode_one
-from ft_pipelines.core.data.sources import IMAGE_EXTENSIONS, _as_bytes
+from ft_pipelines.core.data.sources import (
+    IMAGE_EXTENSIONS,
+    NotAnImageFile,
+    _as_bytes,
+    _kind,
+    read_image_file,
+)
 from ft_pipelines.core.data.validation import _bad_image_reason
 from ft_pipelines.core.export.runtime import OnnxRunner, softmax
 
@@ -34,25 +40,30 @@ MAX_LISTED = 20
 Item = tuple[str, bytes | str]  # (file, image bytes) or (file, why it could not be read)
 
 
+def _read_item(path: Path, name: str) -> Item:
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return name, (f"not an image type predict reads ({path.suffix or 'no extension'}; it "
+                      f"reads {', '.join(sorted(IMAGE_EXTENSIONS))}): convert it to one of them")
+    try:
+        return name, read_image_file(path)
+    except (OSError, NotAnImageFile) as error:
+        return name, f"cannot read the file ({error})"
+
+
 def iter_folder(root: Path) -> Iterator[Item]:
-    """Image files under ``root`` at any depth (sorted; hidden files and folders and files
-    without an image extension skipped, as in ingestion), read one at a time."""
-    skipped = []
+    """Every file under ``root`` at any depth (sorted; hidden files and folders skipped, as in
+    ingestion), read one at a time. A file predict cannot read (another type, a FIFO, a
+    device) gets a row with its error rather than no row."""
+    hidden = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if not path.is_file():
-            continue
-        if any(part.startswith(".") for part in relative.parts) or (
-                path.suffix.lower() not in IMAGE_EXTENSIONS):
-            skipped.append(relative.as_posix())
-            continue
-        try:
-            yield relative.as_posix(), path.read_bytes()
-        except OSError as error:
-            yield relative.as_posix(), f"cannot read the file ({error})"
-    if skipped:
-        logger.info("Ignored %d hidden or non-image files under %s: %s", len(skipped), root,
-                    ", ".join(skipped[:MAX_LISTED]))
+        if any(part.startswith(".") for part in relative.parts):
+            hidden.append(relative.as_posix())
+        elif not path.is_dir():
+            yield _read_item(path, relative.as_posix())
+    if hidden:
+        logger.info("Ignored %d hidden files or folders under %s: %s", len(hidden), root,
+                    ", ".join(hidden[:MAX_LISTED]))
 
 
 def iter_parquet(path: Path, image_column: str, file_column: str = "file",
@@ -73,7 +84,7 @@ def iter_parquet(path: Path, image_column: str, file_column: str = "file",
         for value, name in zip(values[image_column], names, strict=True):
             label = str(name) if name is not None else f"{path}:{row}"
             try:
-                yield label, _as_bytes(value)
+                yield label, _as_bytes(value, "predict.image_column")
             except ValueError as error:
                 yield label, str(error)
             row += 1
@@ -91,10 +102,14 @@ def iter_inputs(path: str | Path | None, image_column: str = "image",
         raise FileNotFoundError(f"predict.path {str(resolved)!r} does not exist")
     if resolved.is_dir():
         return iter_folder(resolved)
+    if not resolved.is_file():  # follows symlinks: a FIFO or a link to /dev/zero, never read
+        mode = resolved.stat().st_mode
+        raise NotAnImageFile(f"predict.path {str(resolved)!r} is {_kind(mode)}, not an image "
+                             "file, a folder or a .parquet table: point it at one of those")
     if resolved.suffix.lower() == ".parquet":
         return iter_parquet(resolved, image_column, file_column)
     if resolved.suffix.lower() in IMAGE_EXTENSIONS:
-        return iter([(resolved.name, resolved.read_bytes())])
+        return iter([_read_item(resolved, resolved.name)])
     raise ValueError(f"predict.path {str(resolved)!r} is neither a folder, a .parquet table nor "
                      f"an image ({sorted(IMAGE_EXTENSIONS)})")
 

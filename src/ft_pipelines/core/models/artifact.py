@@ -8,6 +8,8 @@ network shrank, then loads the weights strictly: the result is an identical modu
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +100,21 @@ def apply_channel_counts(model: nn.Module, channels: dict[str, list[int]]) -> No
             _resize_linear(m, *counts)
 
 
+def _class_count(spec: dict[str, Any], config: BackboneConfig) -> int:
+    """The classifier's outputs: the surgery's class count, else the source's (checked int)."""
+    classes = spec.get("surgery", {}).get("num_classes", config.num_source_classes)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"the spec's class count {classes!r} is not a positive integer")
+    return classes
+
+
 def rebuild_model(spec: dict[str, Any]) -> nn.Module:
     """The module described by ``spec`` (random weights): architecture, surgery, channel counts.
 
     Only architecture names the installed timm/torchvision register are built, never with
     pretrained weights: a crafted spec (``hf-hub:<repo>``, ``local-dir:<path>``, a URL) cannot
-    make loading download anything or read outside the artifact.
+    make loading download anything or read outside the artifact. Built under
+    ``torch.device("meta")`` it allocates nothing (what :func:`load_model_file` checks first).
     """
     if spec.get("format") != FORMAT:
         raise ValueError(f"Not an ft_pipelines model spec (format={spec.get('format')!r})")
@@ -112,15 +123,20 @@ def rebuild_model(spec: dict[str, Any]) -> nn.Module:
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"The spec's backbone entry is malformed ({err!r})") from err
     library = resolve_library(config.architecture, config.library)
-    model = attach_config(
-        build_architecture(config.architecture, library, config.num_source_classes), config
-    )
+    classes = _class_count(spec, config)
+    # Built with the final class count: a replaced source head is never allocated, so every
+    # size the real build allocates is one the file's header vouches for.
+    model = attach_config(build_architecture(config.architecture, library, classes), config)
     surgery = spec.get("surgery", {})
     model = drop_last_blocks(model, int(surgery.get("drop_last_blocks", 0)))
     if "num_classes" in surgery:
-        model = replace_head(model, int(surgery["num_classes"]))
+        model = replace_head(model, classes)
     model.surgery = dict(surgery)
     apply_channel_counts(model, spec.get("channels", {}))
+    head = model.get_submodule(model.backbone_cfg.layout.classifier)
+    if head.out_features != classes:  # pruning never changes the class count
+        raise ValueError(f"the spec's classifier has {head.out_features} outputs, its class "
+                         f"count says {classes}")
     if spec.get("data"):
         setattr(model, ATTRIBUTE, dict(spec["data"]))
     return attach_config(model, config)
@@ -172,32 +188,90 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Ten
     return _spec_of(path, metadata), tensors
 
 
-def _weights_mismatch(model: nn.Module, tensors: dict[str, torch.Tensor]) -> str | None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [f"{k}: file {tuple(tensors[k].shape)}, spec {tuple(v.shape)}"
-              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """Spec and tensor shapes of an artifact, from its header alone (no tensor is read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _open_error(path, err) from err
+    return _spec_of(path, metadata), shapes
+
+
+def _weights_mismatch(expected: dict[str, tuple[int, ...]],
+                      found: dict[str, tuple[int, ...]]) -> str | None:
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k}: file {found[k]}, spec {v}"
+              for k, v in expected.items() if k in found and found[k] != v]
     problems = [f"{label} {items[:5]}{' ...' if len(items) > 5 else ''}"
                 for label, items in (("missing", missing), ("unexpected", unexpected),
                                      ("shape differs", shapes)) if items]
     return "; ".join(problems) or None
 
 
-def load_model_file(path: str | Path) -> nn.Module:
-    """Rebuild the identical module saved at ``path``."""
-    spec, tensors = read_artifact(path)
+def _channel_mismatch(spec: dict[str, Any], found: dict[str, tuple[int, ...]]) -> str | None:
+    """The spec's channel counts against the file's shapes (``[in, out, groups]`` per conv,
+    ``[features]`` per BN, ``[in, out]`` per linear), for an architecture not buildable on the
+    meta device."""
+    for name, counts in spec.get("channels", {}).items():
+        ok = isinstance(counts, list) and all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in counts)
+        weight = found.get(f"{name}.weight", found.get(f"{name}.running_mean"))
+        if ok and len(counts) == 3:
+            ok = weight is not None and weight[:2] == (counts[1], counts[0] // counts[2])
+        elif ok and len(counts) == 2:
+            ok = weight == (counts[1], counts[0])
+        elif ok and len(counts) == 1:
+            ok = weight == (counts[0],)
+        if not ok or len(counts) not in (1, 2, 3):
+            return f"shape differs ['{name}: file {weight}, spec channels {counts}']"
+    backbone = spec.get("backbone") if isinstance(spec.get("backbone"), dict) else {}
+    classifier = (backbone.get("layout") or {}).get("classifier", "")
+    classes = spec.get("surgery", {}).get("num_classes", backbone.get("num_source_classes"))
+    head = found.get(f"{classifier}.weight")
+    if head is None or head[0] != classes:  # the head is built at this size before resizing
+        return f"shape differs ['{classifier}.weight: file {head}, spec {classes} classes']"
+    return None
+
+
+def _shapes_of(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _skeleton_mismatch(spec: dict[str, Any], found: dict[str, tuple[int, ...]]) -> str | None:
+    """What the spec builds against what the file holds, before allocating anything: the model
+    is rebuilt on the meta device (shapes only), so a crafted ``bn1: [250000000]`` costs
+    nothing and an architecture swapped for a larger one is seen before it is built."""
     try:
-        model = rebuild_model(spec)
+        with torch.device("meta"):
+            skeleton = rebuild_model(spec)
+    except NotImplementedError:  # an architecture whose constructor needs real data
+        return _channel_mismatch(spec, found)
+    except (RuntimeError, TypeError, OverflowError, AttributeError) as err:
+        raise ValueError(f"the spec cannot be built ({type(err).__name__}: {err})") from err
+    return _weights_mismatch(_shapes_of(skeleton), found)
+
+
+def load_model_file(path: str | Path) -> nn.Module:
+    """Rebuild the identical module saved at ``path``; the spec is checked against the file's
+    header before anything of the spec's size is allocated."""
+    spec, shapes = read_header(path)
+    try:
+        mismatch = _skeleton_mismatch(spec, shapes)
     except ValueError as err:
         raise ValueError(f"{path}: refusing to load this model artifact: {err}") from err
-    mismatch = _weights_mismatch(model, tensors)
     if mismatch:
         raise ValueError(
-            f"{path}: the weights do not match the architecture its spec describes ({mismatch}). "
-            "The file was edited or written by another version; re-run the stage that wrote "
-            "it, or pin another version with --load-versions."
+            f"{path}: refusing to load this model artifact: the weights do not match the "
+            f"architecture its spec describes ({mismatch}). The file was edited or written by "
+            "another version; re-run the stage that wrote it, or pin another version with "
+            "--load-versions."
         )
+    spec, tensors = read_artifact(path)
+    model = rebuild_model(spec)
     model.load_state_dict(tensors, strict=True)
     trainable = set(spec.get("trainable", []))
     for name, p in model.named_parameters():
@@ -211,9 +285,25 @@ def save_model_file(model: nn.Module, path: str | Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
+# Kedro's version folder names (UTC timestamps): in this format, text order is time order.
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z")
+
+
+def _written_at(path: Path) -> str:
+    """When ``path`` was saved, as a Kedro version string: its version folder's name, else its
+    modification time in the same format."""
+    if _VERSION.fullmatch(path.parent.name):
+        return path.parent.name
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H.%M.%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
 def newest_artifact(folder: str | Path) -> Path:
-    """The newest artifact inside a folder (a versioned dataset folder or a plain one)."""
-    files = sorted(Path(folder).rglob("*.safetensors"))
+    """The newest artifact inside a folder (a versioned dataset folder or a plain one): the
+    latest version, not the last name in alphabetical order; hidden files are never taken."""
+    root = Path(folder)
+    files = [p for p in root.rglob("*.safetensors")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
     if not files:
         raise FileNotFoundError(f"No model artifact (*.safetensors) under {folder}")
-    return files[-1]
+    return max(files, key=lambda p: (_written_at(p), p.as_posix()))
