@@ -73,6 +73,11 @@ def _sources_at(path: str) -> dict[str, dict[str, str]]:
     return {}
 
 
+def _fingerprint_is(name: str, fingerprint: str | None) -> Any:
+    """Whether a stored version of ``name`` (its path) has ``fingerprint``."""
+    return lambda path: source_fingerprint(_read_source(name, path)) == fingerprint
+
+
 def _producer(name: str) -> str | None:
     """The stage (a package under ``pipelines/``) whose pipeline writes ``name``."""
     # each stage's own create_pipeline: kedro's ``pipelines`` (and find_pipelines) hold only
@@ -102,7 +107,7 @@ class RunConsistencyHook:
     def __init__(self) -> None:
         self.catalog: Any = None
         self.run: dict[str, Any] = {}
-        self.unchecked_data: set[str] = set()
+        self.check_run_data = False
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
@@ -112,7 +117,7 @@ class RunConsistencyHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
         # checked at the first node: an error raised here would skip on_pipeline_error
         self.run = run_params
-        self.unchecked_data = set(DATA_INPUTS) & set(pipeline.inputs())
+        self.check_run_data = set(DATA_INPUTS) <= set(pipeline.inputs())
 
     def _versioned(self, name: str) -> AbstractVersionedDataset | None:
         try:
@@ -144,9 +149,9 @@ class RunConsistencyHook:
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
         if self.catalog is None:
             return
-        if self.unchecked_data == set(DATA_INPUTS):
+        if self.check_run_data:  # the run loads both: they agree before its first node
+            self.check_run_data = False
             self._check_data("this run", self._run_data())
-        self.unchecked_data = set()
         data = {name: inputs[name] for name in DATA_INPUTS if name in inputs}
         self._check_data(f"node {node.name!r}", data)
         if data:
@@ -216,32 +221,38 @@ class RunConsistencyHook:
     def _explain_sources(self, node: str, name: str, value: Any, stale: dict[str, dict],
                          inputs: dict[str, Any], current: Any) -> str:
         what = "; ".join(
-            f"{name} ({self._loaded_version(name)}) was computed for {source} = "
+            f"{name} ({self._loaded_version(name)}) was made for {source} = "
             f"{record.get('what')} (fingerprint {record.get('fingerprint')}), but the {source} "
             f"given ({self._loaded_version(source)}) is {describe_source(inputs[source])} "
             f"(fingerprint {current(source)})" for source, record in stale.items())
-        sources = [pin for pin in (self._pin_of(
-            source, lambda p, s=source, r=record: source_fingerprint(_read_source(s, p))
-            == r.get("fingerprint")) for source, record in stale.items()) if pin]
-        recorded = [source for source in recorded_sources(value) if source in inputs]
-        own = self._pin_of(name, lambda p: all(
-            _sources_at(p).get(s, {}).get("fingerprint") == current(s) for s in recorded))
-        fixes = [f"kedro run ... --load-versions={pin} ({why})" for pin, why in [
-            (",".join(sources) if len(sources) == len(stale) else None,
-             f"the {'/'.join(stale)} that {name} was computed for"),
-            (own, f"a {name} computed for these inputs")] if pin]
+        fixes = []
+        source_pins = [self._pin_of(source, _fingerprint_is(source, record.get("fingerprint")))
+                       for source, record in stale.items()]
+        if all(source_pins):
+            fixes.append(f"kedro run ... --load-versions={','.join(source_pins)} (the "
+                         f"{'/'.join(stale)} that {name} was made for)")
+        recorded = {source: current(source) for source in recorded_sources(value)
+                    if source in inputs}
+        own_pin = self._pin_of(name, lambda path: all(
+            _sources_at(path).get(source, {}).get("fingerprint") == fingerprint
+            for source, fingerprint in recorded.items()))
+        if own_pin:
+            fixes.append(f"kedro run ... --load-versions={own_pin} (a {name} made for "
+                         "these inputs)")
         fixes.append(self._rerun(name))
         return (f"Inputs of node {node!r} do not belong together: {what}. {DIFFERENT_RUNS} "
                 "Fix: " + "; or ".join(fixes))
 
     def _rerun(self, name: str) -> str:
-        """Re-running the stage that writes ``name`` with this run's stages and pins."""
+        """Re-running the stage that writes ``name`` with this run's stages and (other) pins."""
         stage, stages = _producer(name), list(self.run.get("pipeline_names") or [])
         if not stage or not stages or stage in stages:
             return f"re-run the stage that writes {name} together with this run's stages"
-        pins = ",".join(f"{k}:{v}" for k, v in (self.run.get("load_versions") or {}).items())
+        rewritten = set(DATA_INPUTS) if name in DATA_INPUTS else {name}  # by that stage
+        pins = ",".join(f"{pinned}:{version}" for pinned, version
+                        in (self.run.get("load_versions") or {}).items() if pinned not in rewritten)
         return (f"kedro run ... --pipelines={','.join([stage, *stages])}"
-                + (f" --load-versions={pins}" if pins else "") + f" (a new {name} from these)")
+                + (f" --load-versions={pins}" if pins else "") + f" (writes {name} anew)")
 
     def _explain(self, node: str, model_name: str, model: Any, reason: str,
                  data: dict[str, Any]) -> str:

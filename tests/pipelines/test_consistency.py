@@ -128,10 +128,11 @@ def test_pruning_refuses_an_importance_table_computed_for_another_finetuned_mode
     other = _versions(project, "06_models/finetuned_model.safetensors")[-1]
 
     message = _refused(project, ["pruning"], finetuned_model=other)
-    assert re.search(rf"channel_importance \(version {table}\) was computed for "
+    assert re.search(rf"channel_importance \(version {table}\) was made for "
                      r"finetuned_model = \S+ weights \(fingerprint \w+\)", message)
     assert f"but the finetuned_model given (version {other})" in message
-    assert f"--load-versions=finetuned_model:{scored} (the finetuned_model that" in message
+    assert (f"--load-versions=finetuned_model:{scored} (the finetuned_model that "
+            "channel_importance was made for)") in message
     assert (f"--pipelines=channel_importance,pruning --load-versions=finetuned_model:{other}"
             in message)
     # stopped before pruning: the chain's pruned model only
@@ -152,12 +153,14 @@ def test_finetuning_refuses_a_surgered_model_made_for_another_plan(ci_chain_copy
     [surgered] = _versions(project, "06_models/surgered_model.safetensors")
 
     message = _refused(project, ["regularized_finetuning"])
-    assert (f"surgered_model (version {surgered}) was computed for finetune_plan = a "
+    assert (f"surgered_model (version {surgered}) was made for finetune_plan = a "
             f"{plan['strategy']} plan") in message
     assert (f"but the finetune_plan given (version {new_plan}) is a {override} plan"
             in message)
-    assert f"--load-versions=finetune_plan:{made_for} (the finetune_plan that" in message
-    assert "--pipelines=backbone_surgery,regularized_finetuning (a new surgered_model" in message
+    assert (f"--load-versions=finetune_plan:{made_for} (the finetune_plan that surgered_model "
+            "was made for)") in message
+    assert ("--pipelines=backbone_surgery,regularized_finetuning (writes surgered_model anew)"
+            in message)
     # stopped before the first node: no attention table, no training
     assert len(_versions(project, "07_model_output/delta_attention.parquet")) == 1
     assert len(_versions(project, "06_models/finetuned_model.safetensors")) == 1
