@@ -8,6 +8,7 @@ from ft_pipelines.core.utils.counting import count_macs_params, count_params, mo
 from ft_pipelines.core.utils.fingerprint import (
     RUN_ONLY_KEYS,
     code_fingerprint,
+    content_fingerprint,
     environment_fingerprint,
     package_version,
     run_fingerprint,
@@ -23,6 +24,7 @@ __all__ = [
     "atomic_write",
     "classifier_name",
     "code_fingerprint",
+    "content_fingerprint",
     "count_macs_params",
     "count_params",
     "environment_fingerprint",

@@ -76,6 +76,14 @@ def _update(digest: Any, value: Any) -> None:
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
+def content_fingerprint(value: Any) -> str:
+    """A short hash of one value (a model's weights, a table, a JSON-like plan), hashed as run
+    fingerprints hash their inputs."""
+    digest = hashlib.sha256()
+    _update(digest, value)
+    return digest.hexdigest()[:16]
+
+
 def run_fingerprint(
     model: nn.Module, data_key: str, plan: dict, params: dict,
     inputs: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ from torch import nn
 
 from ft_pipelines.core.data import split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import importance_distribution_figure
-from ft_pipelines.core.models import check_model_fits_data
+from ft_pipelines.core.models import check_model_fits_data, record_sources
 from ft_pipelines.core.pruning import score_channels
 from ft_pipelines.params import ImportanceParams, RuntimeParams
 
@@ -25,4 +25,6 @@ def compute_channel_importance(finetuned_model: nn.Module, images: pd.DataFrame,
     # a copy: gates hook into the modules, and the loaded model may be shared with other nodes
     table = score_channels(copy.deepcopy(finetuned_model), train, "taylor_gate",
                            importance.model_dump(), runtime.model_dump())
+    # the table says which model and data it scores, so pruning can refuse it with others
+    record_sources(table, finetuned_model=finetuned_model, images=images)
     return table, importance_distribution_figure(table)

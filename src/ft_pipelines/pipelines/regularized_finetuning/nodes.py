@@ -11,7 +11,7 @@ from torch import nn
 
 from ft_pipelines.core.data import decode_cache_key, split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import learning_curves
-from ft_pipelines.core.models import check_model_fits_data, record_training_data
+from ft_pipelines.core.models import check_model_fits_data, record_sources, record_training_data
 from ft_pipelines.core.regularizers import (
     ATTENTION_COLUMNS,
     check_delta_can_train,
@@ -25,12 +25,18 @@ from ft_pipelines.params import FinetuneParams, RuntimeParams
 def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
                             finetune: FinetuneParams, decode_cache_dir: str | None,
                             runtime: RuntimeParams) -> pd.DataFrame:
-    """DELTA's per-channel weights; an empty table when the regulariser is not DELTA."""
+    """DELTA's per-channel weights (an empty table when the regulariser is not DELTA), stamped
+    with the model and data they were computed for."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
     regularizer = resolve_regularizer(finetune_plan, finetune.regularizer.model_dump())
     check_delta_can_train(surgered_model, regularizer)
-    if regularizer["name"] != "delta":
-        return pd.DataFrame(columns=ATTENTION_COLUMNS)
+    table = (_delta_attention(surgered_model, images, finetune, decode_cache_dir, runtime)
+             if regularizer["name"] == "delta" else pd.DataFrame(columns=ATTENTION_COLUMNS))
+    return record_sources(table, surgered_model=surgered_model, images=images)
+
+
+def _delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune: FinetuneParams,
+                     decode_cache_dir: str | None, runtime: RuntimeParams) -> pd.DataFrame:
     size = surgered_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
     probe_data = stratified_subset(train, finetune.delta_probe_images, finetune.seed)
