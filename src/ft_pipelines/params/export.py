@@ -21,7 +21,8 @@ class ExportParams(Schema):
 
 class PredictParams(Schema):
     path: str | None = None                 # image folder (recursive), .parquet table, one image
-    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx"] = "auto"
+    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx", "registry"] = "auto"
+    registry_version: str = Field(default="champion", min_length=1)  # model=registry: alias|n
     batch_size: Count = 64                  # images decoded and classified at a time
     image_column: str = "image"             # parquet only: encoded image bytes
     file_column: str = "file"               # parquet only: row names (optional)
