@@ -35,7 +35,7 @@ bootstrap_project(project)
 with KedroSession.create(project_path=project, env=env) as session:
     context = session.load_context()
     images = context.catalog.load("images")
-    name = context.params["mlflow"]["registry"]["name"]
+    name = context.params["mlflow"].registry.name  # validated parameters (pydantic)
     uri = context.mlflow.server.mlflow_tracking_uri
 test = images[images["split"] == "test"].head(12)
 folder = work / "images"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ft_pipelines.params.base import Count, Fraction, Schema, Seed
 
@@ -27,4 +27,10 @@ class PredictParams(Schema):
     image_column: str = "image"             # parquet only: encoded image bytes
     file_column: str = "file"               # parquet only: row names (optional)
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
+
+    @field_validator("registry_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # --params=predict.registry_version=3 arrives as the number 3: version "3"
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 

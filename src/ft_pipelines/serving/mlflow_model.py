@@ -62,7 +62,8 @@ class OnnxImageClassifier(PythonModel):
             data = image_bytes_of(value)
             decoded.append(data if isinstance(data, str) else decode_for_model(data, size))
         rows = classify(decoded, self._logits, list(self.sidecar["class_names"]))
-        return pd.DataFrame(rows, columns=OUTPUT_COLUMNS, index=model_input.index)
+        # object columns keep None as None (JSON null), where pandas would make it NaN
+        return pd.DataFrame(rows, columns=OUTPUT_COLUMNS, index=model_input.index, dtype=object)
 
 
 set_model(OnnxImageClassifier())

@@ -81,7 +81,7 @@ def decide(candidate: Candidate, champion: dict[str, str] | None, *, max_drop: f
         return True, f"the champion (version {version}) has no test_top1 tag to compare with"
     drop = 100.0 * (best - candidate.test_top1)
     words = (f"test top-1 {100 * candidate.test_top1:.2f}% vs the champion's (version "
-             f"{version}) {100 * best:.2f}%: {-drop:+.2f} points")
+             f"{version}) {100 * best:.2f}%: {0.0 - drop:+.2f} points")
     if drop > max_drop + 1e-9:  # from counts of images: 1/3 point is 0.3333...
         return False, f"{words}, more than mlflow.promotion.max_drop={max_drop} below it"
     return True, f"{words}, within mlflow.promotion.max_drop={max_drop}"

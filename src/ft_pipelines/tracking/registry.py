@@ -65,19 +65,24 @@ def _serving_code_importable() -> Iterator[None]:
         sys.path.remove(str(SERVING_DIR))
 
 
-def log_classifier(model: OnnxModel, examples: list[bytes], run_id: str) -> Any:
-    """``model`` as an MLflow pyfunc model named ``classifier`` in the run; its ModelInfo."""
-    with tempfile.TemporaryDirectory() as scratch:
+@contextmanager
+def pyfunc_arguments(model: OnnxModel, examples: list[bytes]) -> Iterator[dict[str, Any]]:
+    """What ``mlflow.pyfunc.log_model`` / ``save_model`` take for ``model`` (files in a
+    scratch folder that lasts the block)."""
+    with tempfile.TemporaryDirectory() as scratch, _serving_code_importable():
         onnx, sidecar = Path(scratch) / "model.onnx", Path(scratch) / "model.json"
         onnx.write_bytes(model.model_bytes)
         sidecar.write_text(json.dumps(model.sidecar, indent=2))
-        with _serving_code_importable(), _attached(run_id):
-            return mlflow.pyfunc.log_model(
-                name=ARTIFACT_NAME, python_model=str(MODEL_CODE),
-                code_paths=[str(p) for p in CODE_PATHS],
-                artifacts={"onnx": str(onnx), "sidecar": str(sidecar)},
-                signature=signature(), input_example=pd.DataFrame({"image": examples}),
-                pip_requirements=requirements())
+        yield {"python_model": str(MODEL_CODE), "code_paths": [str(p) for p in CODE_PATHS],
+               "artifacts": {"onnx": str(onnx), "sidecar": str(sidecar)},
+               "signature": signature(), "input_example": pd.DataFrame({"image": examples}),
+               "pip_requirements": requirements()}
+
+
+def log_classifier(model: OnnxModel, examples: list[bytes], run_id: str) -> Any:
+    """``model`` as an MLflow pyfunc model named ``classifier`` in the run; its ModelInfo."""
+    with pyfunc_arguments(model, examples) as arguments, _attached(run_id):
+        return mlflow.pyfunc.log_model(name=ARTIFACT_NAME, **arguments)
 
 
 @contextmanager
@@ -135,15 +140,17 @@ def model_uri(name: str, version: str) -> str:
 def load_registered(name: str, version: str) -> tuple[OnnxModel, str]:
     """The ONNX file and sidecar of a registered version, and which version it is."""
     uri = model_uri(name, version)
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except MlflowException as error:
-        raise ValueError(f"predict.model=registry: {uri} is not in the model registry at "
-                         f"{mlflow.get_registry_uri()} ({error.message}); register one with a "
-                         "default `kedro run`, or set predict.registry_version") from error
-    flavor = Model.load(str(local)).flavors["python_function"]
-    paths = {key: local / entry["path"] for key, entry in flavor["artifacts"].items()}
-    model = OnnxModel(paths["onnx"].read_bytes(), json.loads(paths["sidecar"].read_text()))
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
+        except MlflowException as error:
+            raise ValueError(f"predict.model=registry: {uri} is not in the model registry at "
+                             f"{mlflow.get_registry_uri()} ({error.message}); register one "
+                             "with a default `kedro run`, or set predict.registry_version"
+                             ) from error
+        flavor = Model.load(str(local)).flavors["python_function"]
+        paths = {key: local / entry["path"] for key, entry in flavor["artifacts"].items()}
+        model = OnnxModel(paths["onnx"].read_bytes(), json.loads(paths["sidecar"].read_text()))
     resolved = (MlflowClient().get_model_version(name, version) if version.isdigit()
                 else MlflowClient().get_model_version_by_alias(name, version))
     return model, f"{uri} (version {resolved.version})"
