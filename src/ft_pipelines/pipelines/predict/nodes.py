@@ -22,20 +22,21 @@ from ft_pipelines.params import MlflowParams, PredictParams
 from ft_pipelines.tracking.registry import load_registered
 
 logger = logging.getLogger(__name__)
+DEFAULT_MLFLOW = MlflowParams()  # frozen: safe to share as a default
 
 
 def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
                    pruned_int8: OnnxModel | None, export_report: dict[str, Any],
                    predict: PredictParams,
                    evaluation_metrics: dict[str, Any] | None = None,
-                   mlflow: MlflowParams | None = None) -> pd.DataFrame:
+                   mlflow: MlflowParams = DEFAULT_MLFLOW) -> pd.DataFrame:
     """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
 
     ``predict.model: auto`` ships what the evaluation recommends among the exported models
     (``None`` here when no evaluation was ever saved: then the export report's choice);
     ``registry`` labels with a version of the MLflow registered model."""
     if predict.model == "registry":
-        model, described = _registered(predict, mlflow or MlflowParams())
+        model, described = _registered(predict, mlflow)
         return _label(model, described, predict)
     models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
               "pruned_int8": pruned_int8}
