@@ -74,14 +74,18 @@ def test_the_ci_chain_registers_its_model_to_ship_as_champion(ci_chain):
 def two_runs(ci_chain: Path, tmp_path_factory: pytest.TempPathFactory,
              mlflow_store_template: Path) -> Path:
     """A copy of the chain (empty store): a better-trained model (version 1, champion), then a
-    deliberately worse one, the chain's own 2-epoch model pinned, exported and evaluated again
-    (version 2)."""
+    deliberately worse one: the chain's own 2-epoch model, its exports and export report pinned
+    and evaluated again (version 2)."""
     project = copy_ci_chain(ci_chain, tmp_path_factory.mktemp("registry") / "project",
                             mlflow_store_template)
-    (chain_model,) = (project / "data/ci/06_models/finetuned_model.safetensors").iterdir()
+    pins = ",".join(f"{name}:{latest(project, path).parent.name}" for name, path in (
+        ("finetuned_model", "06_models/finetuned_model.safetensors"),
+        ("finetuned_onnx", "06_models/finetuned_onnx.onnx"),
+        ("pruned_onnx", "06_models/pruned_onnx.onnx"),
+        ("pruned_int8", "06_models/pruned_int8.onnx"),
+        ("export_report", "08_reporting/export_report.json")))
     kedro(project, *BETTER)
-    kedro(project, "--pipelines=export,evaluation",
-          f"--load-versions=finetuned_model:{chain_model.name}")
+    kedro(project, "--pipelines=evaluation", f"--load-versions={pins}")
     return project
 
 
