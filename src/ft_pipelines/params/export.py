@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ft_pipelines.params.base import Count, Fraction, Schema, Seed
 
@@ -21,9 +21,16 @@ class ExportParams(Schema):
 
 class PredictParams(Schema):
     path: str | None = None                 # image folder (recursive), .parquet table, one image
-    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx"] = "auto"
+    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx", "registry"] = "auto"
+    registry_version: str = Field(default="champion", min_length=1)  # model=registry: alias|n
     batch_size: Count = 64                  # images decoded and classified at a time
     image_column: str = "image"             # parquet only: encoded image bytes
     file_column: str = "file"               # parquet only: row names (optional)
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
+
+    @field_validator("registry_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # --params=predict.registry_version=3 arrives as the number 3: version "3"
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 

@@ -28,6 +28,20 @@ warnings.filterwarnings("ignore", message='Field name "register" in "MlflowParam
                         category=UserWarning)
 
 
+class RegistryParams(Schema):
+    """The MLflow model of each run that evaluates (the report's model to ship)."""
+
+    name: str | None = "ft_pipelines_classifier"  # registered model; null: logged, not registered
+
+
+class PromotionParams(Schema):
+    """When the registered model's alias moves to the new version."""
+
+    alias: str = Field(default="champion", min_length=1)
+    max_drop: float = Field(default=0.5, ge=0)  # test top-1 points it may lose to the champion
+    force: bool = False                     # promote although the champion saw other data
+
+
 class MlflowParams(Schema):
     enabled: bool = True                    # false: nothing is written to MLflow for this run
     register: bool = False                  # true: logged models become registry versions
@@ -36,3 +50,5 @@ class MlflowParams(Schema):
     metrics: dict[str, str] = Field(default_factory=_default_metrics)   # JSON -> metrics
     curves: dict[str, str] = Field(default_factory=_default_curves)     # tables -> step metrics
     models: list[str] = Field(default_factory=lambda: ["finetuned_model", "pruned_model"])
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+    promotion: PromotionParams = Field(default_factory=PromotionParams)

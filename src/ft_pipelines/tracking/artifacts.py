@@ -42,6 +42,16 @@ def saved_path(dataset: Any) -> Path | None:
     return path if path.exists() else None
 
 
+def loaded_path(dataset: Any) -> Path | None:
+    """The local file a dataset loads (its newest version when versioned); None if none."""
+    if getattr(dataset, "_filepath", None) is None or (
+            getattr(dataset, "_protocol", "file") not in ("file", "local")):
+        return None
+    getter = getattr(dataset, "_get_load_path", None)
+    path = Path(str(getter() if getter else dataset._filepath))
+    return path if path.exists() else None
+
+
 def with_suffix(directory: Path, suffix: str, scratch: Path) -> Path:
     """A folder of figures saved under bare names (a dict of figures) as ``name.png`` files,
     so that the MLflow UI shows them."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+import pyarrow.parquet as pq
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from mlflow import MlflowClient
@@ -22,8 +23,11 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
+from ft_pipelines.core.export import evaluated_recommendation
+from ft_pipelines.core.models import data_fingerprint
+from ft_pipelines.core.utils import atomic_write
 from ft_pipelines.params import plain_parameters
-from ft_pipelines.tracking import artifacts, records
+from ft_pipelines.tracking import artifacts, promotion, records, registry
 
 with warnings.catch_warnings():
     # kedro-mlflow's pipeline model (unused here) makes MLflow warn about type hints at import,
@@ -105,6 +109,7 @@ class MlflowTrackingHook(MlflowHook):
         self.failed = False  # a tracking call failed: no more calls to the store this run
         self.logged_params: set[str] = set()
         self.logged_models: list[str] = []
+        self.saved: set[str] = set()  # datasets this run saved
 
     @property
     def tracking(self) -> bool:
@@ -205,6 +210,8 @@ class MlflowTrackingHook(MlflowHook):
             self._safely("logging the lineage record", self._log_lineage)
         if self.tracking and self.settings.get("register", False):
             self._safely("registering the models", self._register_models)
+        if self.tracking and "evaluation_metrics" in self.saved:
+            self._safely("logging the model to ship as an MLflow model", self._ship)
         self._end(super().after_pipeline_run, run_params, pipeline, catalog)
 
     @hook_impl(trylast=True)
@@ -240,6 +247,7 @@ class MlflowTrackingHook(MlflowHook):
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        self.saved.add(dataset_name)
         if self.tracking:
             self._safely(f"logging {dataset_name}", self._log_saved, dataset_name, data)
 
@@ -332,6 +340,54 @@ class MlflowTrackingHook(MlflowHook):
                 model_name, f"runs:/{self.run_id}/models/{name}", run_id=self.run_id)
             logger.info("MLflow: registered %s version %s", model_name, version.version)
 
+    # ------------------------------------------------------------------------- the model to ship
+    def _ship(self) -> None:
+        """The evaluation report's model to ship as an MLflow pyfunc model in this run, a new
+        version of the registered model, promoted to the champion alias when the gates pass;
+        the decision goes to the log, the report, the run (tags, reports/promotion.json)."""
+        evaluation = self.catalog.load("evaluation_metrics")
+        export_report = self.catalog.load("export_report")
+        chosen = evaluated_recommendation(evaluation, export_report) or {
+            "model": None, "reason": "the evaluation measured other exported files than the "
+                                     "export report describes"}
+        name = chosen.get("model")
+        if name is None:
+            self._record_promotion({"version": None, "reason": "the evaluation report ships no "
+                                    f"model ({chosen.get('reason', 'none recommended')})"})
+            return
+        model = self.catalog.load(name)
+        images = artifacts.loaded_path(self._dataset("images"))
+        info = registry.log_classifier(model, _example_images(images), self.run_id)
+        candidate = promotion.Candidate(
+            model=name, sha256=model.sha256, test_top1=float(evaluation[name]["top1"]),
+            latency_ms=evaluation[name].get("latency_ms"),
+            data_fingerprint=data_fingerprint(pd.read_parquet(
+                images, columns=["image_id", "label_name", "split"])),
+            class_names=model.class_names, lineage_version=str(self.save_version))
+        if not (self.settings.get("registry") or {}).get("name"):
+            self._record_promotion({"version": None, "reason": "mlflow.registry.name is null: "
+                                    f"logged as {info.model_uri}, not registered"})
+            return
+        self._record_promotion(registry.register_and_promote(
+            self.client, info.model_uri, self.run_id, candidate, export_report, self.settings))
+
+    def _record_promotion(self, record: dict[str, Any]) -> None:
+        if record.get("version") is None:
+            logger.warning("MLflow: the model to ship is not registered: %s", record["reason"])
+        else:
+            logger.info("MLflow: %s version %s %s: %s", record["registered_model"],
+                        record["version"], f"is the new {record['alias']}" if record["promoted"]
+                        else "registered, NOT promoted", record["reason"])
+            self._log_batch(tags={"registered_version": str(record["version"]),
+                                  "promoted": str(record["promoted"]).lower()})
+        self.client.log_dict(self.run_id, record, "reports/promotion.json")
+        report = artifacts.saved_path(self._dataset("evaluation_report"))
+        if report is not None and "evaluation_report" in self.saved:
+            # the report of this very run: the registry decision is its last section
+            atomic_write(report, lambda tmp: Path(tmp).write_text(
+                report.read_text() + promotion.report_section(record)))
+            self.client.log_artifact(self.run_id, str(report), "reports")
+
     def _log_batch(self, params: dict[str, str] | None = None,
                    tags: dict[str, str] | None = None, metrics: list[Metric] | None = None
                    ) -> None:
@@ -342,6 +398,15 @@ class MlflowTrackingHook(MlflowHook):
             params=[Param(k, v) for k, v in (params or {}).items()],
             tags=[RunTag(k, v) for k, v in (tags or {}).items()],
         )
+
+
+def _example_images(images: Path | None, count: int = 2) -> list[bytes]:
+    """The first images of the ``images`` table: the MLflow model's input example."""
+    if images is None:
+        raise ValueError("no images table to take the MLflow model's input example from")
+    batch = next(pq.ParquetFile(images).iter_batches(batch_size=count, columns=["image"]))
+    return [value["bytes"] if isinstance(value, dict) else value
+            for value in batch.column("image").to_pylist()]
 
 
 def _now_ms() -> int:

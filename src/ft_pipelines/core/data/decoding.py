@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ft_pipelines.core.utils import atomic_write
 
+# numpy/Pillow only, shared with predict and the served MLflow model: one decoding everywhere
+from ft_pipelines.serving.image_classifier import decode_one
+
 logger = logging.getLogger(__name__)
 
 PROGRESS_MIN_ROWS = 500
 _CACHE_FORMAT = "ft_pipelines.decoded_images.v1"  # bump when the cached layout changes
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB view of any Pillow mode, keeping the full range of 16-bit and float images."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # Pillow's own conversion clips these to 0..255: rescale by the actual range instead.
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
-        return Image.fromarray(np.rint(scaled).astype(np.uint8)).convert("RGB")
-    if image.mode in ("P", "PA") and "transparency" in image.info:
-        image = image.convert("RGBA")  # avoids Pillow's palette-transparency warning
-    return image.convert("RGB")
-
-
-def decode_one(image_bytes: bytes, size: int) -> np.ndarray:
-    """Encoded bytes -> uint8 [size, size, 3] (RGB, EXIF-oriented, bilinear resize)."""
-    with Image.open(io.BytesIO(image_bytes)) as opened:
-        rgb = _to_rgb(ImageOps.exif_transpose(opened))  # camera JPEGs: honour orientation
-        if rgb.size != (size, size):
-            # Pillow's bilinear resize widens its kernel when shrinking: antialiased.
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
 
 
 def decode_images(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 
 import pandas as pd
-from PIL import Image
 
 from ft_pipelines.core.data.sources import MAX_LISTED, ImageRecord
+from ft_pipelines.serving.image_classifier import bad_image_reason
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ def validate_records(
     good: list[ImageRecord] = []
     bad_rows: list[dict[str, str]] = []
     for record in records:
-        reason = _bad_image_reason(record.image_bytes)
+        reason = bad_image_reason(record.image_bytes)
         if reason is None:
             good.append(record)
         else:
@@ -46,23 +45,6 @@ def validate_records(
             ", ".join(report["origin"].head(MAX_LISTED)),
         )
     return good, report
-
-
-def _bad_image_reason(image_bytes: bytes) -> str | None:
-    """Why these bytes are not a usable image, or None when they decode completely."""
-    if len(image_bytes) == 0:
-        return "empty (zero-byte) file"
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.verify()  # structure and checksums
-    except Exception as error:  # Pillow raises many types for bad files
-        return f"not a readable image ({type(error).__name__}: {error})"
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.load()  # verify() misses truncated pixel data; a full decode does not
-    except Exception as error:
-        return f"truncated or corrupt image data ({type(error).__name__}: {error})"
-    return None
 
 
 def listing(lines: object) -> str:

@@ -13,14 +13,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-# Ingestion's own helpers, so a file predicts exactly as it would have trained: the same
-# validation (verify + full decode) and the same decoding (EXIF transpose, 16-bit rescale,
-# CMYK/palette -> RGB, antialiased bilinear resize to the model's input size).
-from ft_pipelines.core.data.decoding import decode_one
 from ft_pipelines.core.data.sources import (
     IMAGE_EXTENSIONS,
     NotAnImageFile,
@@ -28,13 +23,16 @@ from ft_pipelines.core.data.sources import (
     _kind,
     read_image_file,
 )
-from ft_pipelines.core.data.validation import _bad_image_reason
-from ft_pipelines.core.export.runtime import OnnxRunner, softmax
+from ft_pipelines.core.export.runtime import OnnxRunner
+
+# Ingestion's own validation (verify + full decode) and decoding (EXIF transpose, 16-bit
+# rescale, CMYK/palette -> RGB, antialiased bilinear resize), so a file predicts exactly as it
+# would have trained; the served MLflow model runs the same file.
+from ft_pipelines.serving.image_classifier import classify, decode_for_model
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["file", "predicted_class", "probability", "top5", "error"]
-TOP_K = 5
 MAX_LISTED = 20
 
 Item = tuple[str, bytes | str]  # (file, image bytes) or (file, why it could not be read)
@@ -114,28 +112,10 @@ def iter_inputs(path: str | Path | None, image_column: str = "image",
                      f"an image ({sorted(IMAGE_EXTENSIONS)})")
 
 
-def decode_for_model(image_bytes: bytes, size: int) -> np.ndarray | str:
-    """uint8 [size, size, 3] pixels, or why these bytes are not a usable image."""
-    reason = _bad_image_reason(image_bytes)
-    if reason is not None:
-        return reason
-    try:
-        return decode_one(image_bytes, size)
-    except Exception as error:  # Pillow raises many types for odd files
-        return f"cannot decode ({type(error).__name__}: {error})"
-
-
 def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
-
-
-def _prediction(probs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    order = np.argsort(-probs, kind="stable")[:TOP_K]
-    return {"predicted_class": class_names[order[0]], "probability": float(probs[order[0]]),
-            "top5": [{"class": class_names[i], "probability": float(probs[i])} for i in order],
-            "error": None}
 
 
 def predict_rows(runner: OnnxRunner, items: Iterable[Item], batch_size: int = 64
@@ -146,17 +126,11 @@ def predict_rows(runner: OnnxRunner, items: Iterable[Item], batch_size: int = 64
         raise ValueError(f"predict.batch_size must be >= 1, got {batch_size}")
     size, class_names = runner.model.input_size, runner.model.class_names
     for batch in _batches(items, batch_size):
-        decoded = [(name, data if isinstance(data, str) else decode_for_model(data, size))
-                   for name, data in batch]
-        good = [pixels for _, pixels in decoded if not isinstance(pixels, str)]
-        probs = iter(softmax(runner.logits(np.stack(good).transpose(0, 3, 1, 2))) if good
-                     else [])
-        for name, pixels in decoded:
-            if isinstance(pixels, str):
-                yield {"file": name, "predicted_class": None, "probability": None,
-                       "top5": None, "error": pixels}
-            else:
-                yield {"file": name, **_prediction(next(probs), class_names)}
+        decoded = [data if isinstance(data, str) else decode_for_model(data, size)
+                   for _, data in batch]
+        for (name, _), row in zip(batch, classify(decoded, runner.logits, class_names),
+                                  strict=True):
+            yield {"file": name, **row}
 
 
 def predictions_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

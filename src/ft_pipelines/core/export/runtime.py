@@ -10,8 +10,12 @@ import torch
 
 from ft_pipelines.core.export.artifact import INPUT_NAME, OnnxModel
 
+# numpy only, shared with the served MLflow model (which has no torch)
+from ft_pipelines.serving import image_classifier
+
 logger = logging.getLogger(__name__)
 
+softmax = image_classifier.softmax  # evaluation and predict import it from here
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -34,12 +38,6 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted.astype(np.float64))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 class OnnxRunner:
     """An onnxruntime session for one exported classifier, fed with uint8 NCHW images."""
 
@@ -52,12 +50,10 @@ class OnnxRunner:
         self.provider = provider
         self.session = ort.InferenceSession(model.model_bytes, session_options(threads),
                                             providers=providers)
-        self._mean = np.asarray(model.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        self._std = np.asarray(model.std, dtype=np.float32).reshape(1, -1, 1, 1)
 
     def normalise(self, images_uint8: np.ndarray) -> np.ndarray:
         """uint8 [N, 3, H, W] -> the float32 input the graph expects (as in training)."""
-        return (images_uint8.astype(np.float32) / np.float32(255.0) - self._mean) / self._std
+        return image_classifier.normalise(images_uint8, self.model.mean, self.model.std)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits of an already normalised float32 batch."""

@@ -18,19 +18,26 @@ from ft_pipelines.core.export import (
     provenance_warning,
     resolve_model_choice,
 )
-from ft_pipelines.params import PredictParams
+from ft_pipelines.params import MlflowParams, PredictParams
+from ft_pipelines.tracking.registry import load_registered
 
 logger = logging.getLogger(__name__)
+DEFAULT_MLFLOW = MlflowParams()  # frozen: safe to share as a default
 
 
 def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
                    pruned_int8: OnnxModel | None, export_report: dict[str, Any],
                    predict: PredictParams,
-                   evaluation_metrics: dict[str, Any] | None = None) -> pd.DataFrame:
+                   evaluation_metrics: dict[str, Any] | None = None,
+                   mlflow: MlflowParams = DEFAULT_MLFLOW) -> pd.DataFrame:
     """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
 
     ``predict.model: auto`` ships what the evaluation recommends among the exported models
-    (``None`` here when no evaluation was ever saved: then the export report's choice)."""
+    (``None`` here when no evaluation was ever saved: then the export report's choice);
+    ``registry`` labels with a version of the MLflow registered model."""
+    if predict.model == "registry":
+        model, described = _registered(predict, mlflow)
+        return _label(model, described, predict)
     models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
               "pruned_int8": pruned_int8}
     evaluated = (evaluated_recommendation(evaluation_metrics, export_report)
@@ -44,6 +51,17 @@ def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
     warning = provenance_warning(name, model.sha256, export_report)
     if warning:
         logger.warning(warning)
+    return _label(model, name, predict)
+
+
+def _registered(predict: PredictParams, mlflow: MlflowParams) -> tuple[OnnxModel, str]:
+    if not mlflow.enabled or not mlflow.registry.name:
+        raise ValueError("predict.model=registry reads the MLflow model registry of mlflow.yml: "
+                         "it needs mlflow.enabled: true and mlflow.registry.name set")
+    return load_registered(mlflow.registry.name, predict.registry_version)
+
+
+def _label(model: OnnxModel, name: str, predict: PredictParams) -> pd.DataFrame:
     logger.info("Labelling %s with %s (%s, sha256 %s)", predict.path, name, model.precision,
                 model.sha256[:12])
     items = iter_inputs(predict.path, predict.image_column, predict.file_column)

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 predict_images,
                 inputs=["finetuned_onnx", "pruned_onnx", "pruned_int8", "export_report",
-                        "params:predict", "evaluation_metrics"],
+                        "params:predict", "evaluation_metrics", "params:mlflow"],
                 outputs="predictions",
                 name="predict_images",
             ),
