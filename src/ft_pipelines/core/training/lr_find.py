@@ -8,6 +8,7 @@ point is reported next to it. The caller restores model and optimizer afterwards
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
 
 START_LR, END_LR, STEPS = 1e-6, 1.0, 100
 SMOOTHING = 0.98          # exponential moving average of the loss (bias-corrected)
@@ -61,6 +64,9 @@ def lr_range_test(step: Callable[[int, float], float], start: float = START_LR,
                                  f"(lr={start}); check the data and the model")
     lowest = min(range(len(found.losses)), key=found.losses.__getitem__)
     found.lr_min = found.lrs[lowest]
+    if lowest == len(found.lrs) - 1:
+        logger.warning("LR range test: the loss was still falling at the end of the sweep "
+                       "(lr=%.3g); the pick (a tenth of it) may be conservative", found.lrs[-1])
     found.lr_steep = _steepest(found)
     return found
 
