@@ -65,7 +65,8 @@ def build_optimizer(
     ]
     if config.layer_decay is not None:
         logger.info("Layer-wise learning rates (decay %g): %s", config.layer_decay,
-                    ", ".join(f"depth {g['depth']}: {g['base_lr']:.3g}" for g in param_groups))
+                    ", ".join(f"depth {d}: {lr:.3g}" for d, lr in sorted(
+                        {g["depth"]: g["base_lr"] for g in param_groups}.items())))
     for group in param_groups:
         group["lr"] = group["base_lr"]
     if config.optimizer == "sgd":

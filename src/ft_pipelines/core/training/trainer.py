@@ -352,6 +352,7 @@ class Trainer:
             self._row_extras["lr_found"] = self.history[-1].get("lr_found")
             return
         set_activity("running the LR range test")
+        started = time.perf_counter()
         found = self._lr_range_test(net, inputs, labels, transform)
         reference = max(g["base_lr"] for g in self.optimizer.param_groups)
         scale = rank0_decides(found.suggestion / reference)  # one choice for every rank
@@ -360,9 +361,10 @@ class Trainer:
             group["lr"] = group["base_lr"]
         self.lr_finding = found
         self._row_extras["lr_found"] = found.suggestion
-        logger.info("LR range test: loss lowest at %.3g, steepest at %.3g; training with %.3g "
-                    "for the fastest-learning parameters (all rates x %.3g)",
-                    found.lr_min, found.lr_steep, found.suggestion, scale)
+        logger.info("LR range test (%d steps, %.0f s): loss lowest at %.3g, steepest at %.3g; "
+                    "training with %.3g for the fastest-learning parameters (all rates x %.3g)",
+                    len(found.lrs), time.perf_counter() - started, found.lr_min, found.lr_steep,
+                    found.suggestion, scale)
 
     def _lr_range_test(self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                        transform) -> LRFinding:
