@@ -111,9 +111,10 @@ def default_callbacks(config: TrainConfig, checkpoint_dir: str | Path | None = N
     """Progress bar, best-epoch selection, the weights' EMA and early stopping (when configured)
     and, with a ``checkpoint_dir``, a checkpoint after every epoch (last: it saves the others'
     state). The EMA comes after BestModel: at the end it replaces the raw best when better."""
-    callbacks: list[Callback] = [BestModel()]
+    best = BestModel()
+    callbacks: list[Callback] = [best]
     if config.ema is not None:
-        callbacks.append(ModelEma(**config.ema))
+        callbacks.append(ModelEma(**config.ema, raw_best=lambda: best.best_key))
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
     if config.progress and world()[0] == 0:  # one progress bar under DDP: rank 0's

@@ -11,6 +11,7 @@ run of few steps is not dominated by the initial weights.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,12 +28,15 @@ def _key(row: dict) -> tuple[float, float]:
 
 
 class ModelEma(Callback):
-    """EMA of ``trainer.model``'s state dict; see the module docstring."""
+    """EMA of ``trainer.model``'s state dict; see the module docstring. ``raw_best``: the score
+    of the raw weights the trainer holds at the end (a best-epoch callback's); by default the
+    last epoch's."""
 
-    def __init__(self, decay: float = 0.999, warmup: bool = False) -> None:
+    def __init__(self, decay: float = 0.999, warmup: bool = False,
+                 raw_best: Callable[[], tuple[float, float] | None] | None = None) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"ema.decay={decay}: must be in (0, 1) (finetune.ema.decay)")
-        self.decay, self.warmup = decay, warmup
+        self.decay, self.warmup, self.raw_best = decay, warmup, raw_best
         self.updates = 0
         self.shadow: dict[str, torch.Tensor] = {}
         self.best: dict[str, torch.Tensor] = {}
@@ -76,7 +80,10 @@ class ModelEma(Callback):
             self.best = {k: v.clone() for k, v in self.shadow.items()}
 
     def on_train_end(self, trainer: Trainer) -> None:
-        raw = _raw_best_key(trainer)
+        if self.raw_best is not None:
+            raw = self.raw_best()
+        else:
+            raw = _key(trainer.history[-1]) if trainer.history else None
         keep = rank0_decides(self.best_key is not None and (raw is None or self.best_key > raw))
         trainer.summary["ema_kept"] = bool(keep)
         if keep:
@@ -105,13 +112,3 @@ class ModelEma(Callback):
         self.best_key = tuple(state["best_key"]) if state["best_key"] else None
         self.best_epoch = int(state["best_epoch"])
 
-
-def _raw_best_key(trainer: Trainer) -> tuple[float, float] | None:
-    """The score of the raw weights the trainer now holds: the best epoch's when a BestModel
-    callback selected it, else the last epoch's."""
-    from ft_pipelines.core.training.callbacks import BestModel
-
-    for callback in trainer.callbacks:
-        if isinstance(callback, BestModel):
-            return callback.best_key
-    return _key(trainer.history[-1]) if trainer.history else None
