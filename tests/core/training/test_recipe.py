@@ -251,6 +251,15 @@ def test_train_config_drops_what_is_off():
                                              "random_resized_crop": None}})
     assert config.augment == {"cutmix": 0.5}
     assert FinetuneParams().augment.policy == "none"
+    # every ingredient from the validated parameters reaches the TrainConfig
+    params = FinetuneParams(layer_decay=0.7, ema={"decay": 0.9}, accumulate=4,
+                            class_balance="auto", lr_find=True,
+                            augment={"policy": "randaugment", "mixup": 0.2})
+    config = train_config(plan, params.model_dump())
+    assert (config.layer_decay, config.ema, config.accumulate, config.class_balance,
+            config.lr_find) == (0.7, {"decay": 0.9, "warmup": False}, 4, "auto", True)
+    assert config.augment == {"policy": "randaugment", "mixup": 0.2}
+    assert any(isinstance(c, ModelEma) for c in default_callbacks(config))
 
 
 # -------------------------------------------------------------------- gradient accumulation
@@ -374,3 +383,21 @@ def test_lr_find_restores_the_model_and_trains_with_the_rate_it_found():
             new_param_names=head_parameter_names(again)).fit(tiny_data(), tiny_data(24, seed=1))
     for name, value in again.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, msg=name)
+
+
+def test_a_resumed_run_keeps_the_rates_its_lr_range_test_found(tmp_path):
+    config = TrainConfig(epochs=2, batch_size=16, progress=False, lr_find=True,
+                         accumulate=2, class_balance="sampler", ema={"decay": 0.5})
+    reference = tiny_model(2)
+    history = run(reference, config)
+    trainer = Trainer(tiny_model(2), config,
+                      callbacks=[*default_callbacks(config, tmp_path / "ckpt"), Crash(1, 1)])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(tiny_data(), tiny_data(24, seed=1))
+    resumed = Trainer(tiny_model(2), config, callbacks=default_callbacks(config, tmp_path / "ckpt"))
+    resumed_history = resumed.fit(tiny_data(), tiny_data(24, seed=1))
+    assert resumed.start_epoch == 1 and resumed.lr_finding is None  # no second range test
+    assert resumed_history["lr_found"].tolist() == history["lr_found"].tolist()
+    for (name, a), b in zip(reference.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
