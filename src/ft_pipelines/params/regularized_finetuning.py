@@ -34,6 +34,19 @@ class RandomResizedCrop(Schema):
 class Augment(Schema):
     random_resized_crop: RandomResizedCrop | None = None
     horizontal_flip: bool = False
+    # torchvision.transforms.v2 policy on uint8 images (any policy turns the frozen-prefix cache
+    # off, as every augmentation does: the inputs change every epoch)
+    policy: Literal["none", "trivial", "randaugment", "autoaugment"] = "none"
+    random_erasing: Fraction = 0.0          # probability per image (after normalisation)
+    mixup: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha); 0: off
+    cutmix: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha); 0: off (both: 50/50 per batch)
+
+
+class EMASettings(Schema):
+    """Exponential moving average of weights and buffers (timm's ModelEmaV2)."""
+
+    decay: float = Field(default=0.999, gt=0, lt=1)
+    warmup: bool = False  # decay_t = min(decay, (1 + t) / (10 + t)): useful for few steps
 
 
 class BSSSettings(Schema):
@@ -66,7 +79,20 @@ class FinetuneParams(Schema):
     resume: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"
     keep_checkpoints: bool = False          # true: keep them after the outputs are saved
+    # The training recipe (docs/strategy.md, "Training recipe"); every ingredient off by default.
+    layer_decay: float | None = Field(default=None, gt=0, lt=1)  # lr x this per block deeper
+    ema: EMASettings | None = None
+    accumulate: Count = 1                   # batch_size = effective batch, in this many parts
+    class_balance: Literal["none", "weights", "sampler", "auto"] = "none"
+    lr_find: bool = False                   # LR range test before training (sets the rates)
     # Overrides of the plan (strategy.training.<strategy>); unset: the plan's.
     epochs: Count | None = override("epochs instead of the plan's")
     lr_pretrained: LearningRate | None = override("learning rate of pretrained weights")
     lr_new: LearningRate | None = override("learning rate of the new head")
+
+    @model_validator(mode="after")
+    def _check_accumulate(self) -> FinetuneParams:
+        if self.accumulate > self.batch_size:
+            raise invalid("accumulate", f"must be <= batch_size ({self.batch_size}): batch_size "
+                                        "is the effective batch, split into accumulate parts")
+        return self

@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    top_k_accuracy_score,
+)
 from torch import nn
 
 from ft_pipelines.core import evaluation as metrics
@@ -45,6 +50,17 @@ def test_classification_metrics_match_sklearn() -> None:
     assert result["macro_f1"] == pytest.approx(f1_score(labels, predictions, average="macro"))
     assert result["per_class"]["c3"]["support"] == int((labels == 3).sum())
     assert 0.0 <= result["ece"] <= 1.0
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present() -> None:
+    probs, labels = _random_probs(200, 5, seed=2)
+    labels[labels == 4] = 0  # class 4 absent, class 0 twice as frequent
+    result = metrics.classification_metrics(probs, labels, [f"c{i}" for i in range(5)])
+    predictions = probs.argmax(axis=1)
+    assert result["balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(labels, predictions))
+    recalls = [result["per_class"][f"c{i}"]["recall"] for i in range(4)]
+    assert result["balanced_accuracy"] == pytest.approx(np.mean(recalls))
 
 
 def test_top5_is_none_with_few_classes() -> None:

@@ -98,7 +98,8 @@ def _top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
-    """Top-1/top-5 accuracy, macro F1, ECE, per-class scores and confusion matrix (rows = true).
+    """Top-1/top-5 accuracy, macro F1, balanced accuracy (mean per-class recall over the classes
+    present, as scikit-learn's), ECE, per-class scores and confusion matrix (rows = true).
 
     All fractions are 0-1 floats; ``top5`` is None when there are 5 classes or fewer.
     """
@@ -131,6 +132,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: l
         "macro_f1": float(
             f1_score(labels, predictions, labels=class_ids, average="macro", zero_division=0)
         ),
+        "balanced_accuracy": float(recall[support > 0].mean()) if support.any() else 0.0,
         "ece": expected_calibration_error(probs, labels),
         "per_class": per_class,
         "confusion": confusion.astype(int).tolist(),

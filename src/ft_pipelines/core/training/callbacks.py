@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from ft_pipelines.core.training.checkpoint import Checkpointing
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import rank0_decides, world
+from ft_pipelines.core.training.ema import ModelEma
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -107,9 +108,13 @@ class EarlyStopping(Callback):
 
 def default_callbacks(config: TrainConfig, checkpoint_dir: str | Path | None = None
                       ) -> list[Callback]:
-    """Progress bar, best-epoch selection, early stopping (when configured) and, with a
-    ``checkpoint_dir``, a checkpoint after every epoch (last: it saves the others' state)."""
-    callbacks: list[Callback] = [BestModel()]
+    """Progress bar, best-epoch selection, the weights' EMA and early stopping (when configured)
+    and, with a ``checkpoint_dir``, a checkpoint after every epoch (last: it saves the others'
+    state). The EMA comes after BestModel: at the end it replaces the raw best when better."""
+    best = BestModel()
+    callbacks: list[Callback] = [best]
+    if config.ema is not None:
+        callbacks.append(ModelEma(**config.ema, raw_best=lambda: best.best_key))
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
     if config.progress and world()[0] == 0:  # one progress bar under DDP: rank 0's

@@ -31,6 +31,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     use_cache: bool = True
     progress: bool = True
+    # The training recipe (docs/strategy.md, "Training recipe"); every ingredient off by default.
+    layer_decay: float | None = None    # lr factor per block deeper from the head
+    ema: dict[str, Any] | None = None   # {"decay": 0.999, "warmup": False}
+    accumulate: int = 1                 # micro-batches per optimizer step (batch_size: effective)
+    class_balance: str = "none"         # none | weights | sampler | auto
+    lr_find: bool = False               # LR range test before training
 
     def __post_init__(self) -> None:
         for name in ("lr_pretrained", "lr_new"):
@@ -45,6 +51,21 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"schedule={self.schedule!r}: use 'cosine', 'step' or 'constant'")
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        if self.layer_decay is not None and not 0 < self.layer_decay < 1:
+            raise ValueError(f"layer_decay={self.layer_decay}: must be in (0, 1) or null "
+                             "(finetune.layer_decay)")
+        if self.ema is not None and not 0 < float(self.ema.get("decay", 0.999)) < 1:
+            raise ValueError(f"ema.decay={self.ema.get('decay')}: must be in (0, 1) "
+                             "(finetune.ema.decay)")
+        if not 1 <= self.accumulate <= self.batch_size:
+            raise ValueError(f"accumulate={self.accumulate}: must be between 1 and batch_size="
+                             f"{self.batch_size} (finetune.accumulate)")
+        if self.class_balance not in ("none", "weights", "sampler", "auto"):
+            raise ValueError(f"class_balance={self.class_balance!r}: use none, weights, sampler "
+                             "or auto (finetune.class_balance)")
 
     def resolved_runtime(self) -> Runtime:
         return resolve_runtime({"device": self.device, "precision": self.precision})

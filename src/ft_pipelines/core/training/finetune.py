@@ -42,7 +42,9 @@ def train_config(plan: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
     settings.setdefault("epochs", plan["epochs"])
     settings.setdefault("lr_pretrained", plan["learning_rates"]["pretrained"])
     settings.setdefault("lr_new", plan["learning_rates"]["new"])
-    settings["augment"] = {k: v for k, v in (settings.get("augment") or {}).items() if v}
+    # only what is on (policy "none", probability/alpha 0 are off): an empty dict = no augmentation
+    settings["augment"] = {k: v for k, v in (settings.get("augment") or {}).items()
+                           if v and v != "none"}
     return TrainConfig(**settings)
 
 

@@ -8,10 +8,12 @@ and dropout do not depend on what ran before it: a resumed run equals an uninter
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ from torch import nn
 
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.regularizers import CompositeRegularizer, Regularizer
+from ft_pipelines.core.training.augment import build_augmentation, summed_loss
+from ft_pipelines.core.training.balance import balanced_order, class_weights, resolve_class_balance
 from ft_pipelines.core.training.cache import SplitModel, frozen_prefix_length, prefix_activations
 from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import (
@@ -33,8 +37,9 @@ from ft_pipelines.core.training.distributed import (
     world,
     wrap_data_parallel,
 )
+from ft_pipelines.core.training.lr_find import LRFinding, lr_range_test
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
-from ft_pipelines.core.utils import normalise
+from ft_pipelines.core.utils import classifier_name, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +47,6 @@ logger = logging.getLogger(__name__)
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-
-
-def build_augmentation(
-    spec: dict[str, Any], size: int
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Per-sample torchvision v2 augmentation on uint8 tensors, or None when nothing is enabled."""
-    from torchvision.transforms import v2
-
-    steps = []
-    crop = spec.get("random_resized_crop")
-    if crop:
-        scale = tuple(crop.get("scale", (0.7, 1.0)))
-        steps.append(v2.RandomResizedCrop(size, scale=scale, antialias=True))
-    if spec.get("horizontal_flip"):
-        steps.append(v2.RandomHorizontalFlip())
-    if not steps:
-        return None
-    transform = v2.Compose(steps)
-    # v2 draws one set of parameters per call: apply per sample, not per batch.
-    return lambda batch: torch.stack([transform(img) for img in batch])
 
 
 def set_frozen_batchnorm_eval(model: nn.Module) -> None:
@@ -91,7 +76,12 @@ class Callback:
 
 
 class Trainer:
-    """Cross-entropy + an optional regulariser, two learning rates, callbacks around the loop."""
+    """Cross-entropy + an optional regulariser, two learning rates, callbacks around the loop.
+
+    The recipe's ingredients (``TrainConfig``: layer decay, EMA, augmentation policies and
+    mixup/cutmix, accumulation, class balance, the LR range test) are off by default; when off,
+    nothing of theirs runs per batch.
+    """
 
     def __init__(
         self,
@@ -114,6 +104,12 @@ class Trainer:
         self.steps_per_epoch = 0
         self.start_epoch = 0  # a checkpoint callback moves it on when resuming
         self.optimizer: torch.optim.Optimizer | None = None
+        # constant columns of the returned history (e.g. ema_kept), set by callbacks
+        self.summary: dict[str, Any] = {}
+        self.lr_finding: LRFinding | None = None  # the LR range test's curve, when it ran
+        self.augmentation = None
+        self.balance, self.class_weights = "none", None
+        self._row_extras: dict[str, Any] = {}  # per-epoch columns the recipe adds
 
     @property
     def is_main(self) -> bool:
@@ -127,7 +123,7 @@ class Trainer:
     def _prepare_inputs(self, train: ImageData, val: ImageData):
         """(network, train inputs, val inputs, per-batch transform) with or without the cache."""
         cfg = self.model.backbone_cfg
-        augment = build_augmentation(self.config.augment, cfg.input_size)
+        augment = self.augmentation = build_augmentation(self.config.augment, cfg.input_size)
         boundary = frozen_prefix_length(self.model) if self.config.use_cache else 0
         if augment is None and self.config.use_cache and self.regularizer.needs_inputs:
             # fixed inputs: what the regulariser derives from them (DELTA's reference maps) is
@@ -145,28 +141,57 @@ class Trainer:
             train_x = prefix_activations(self.model, train, boundary, bs, self.device)
             val_x = prefix_activations(self.model, val, boundary, bs, self.device)
             return SplitModel(self.model, boundary), train_x, val_x, None
+        if augment is not None and boundary > 0:
+            logger.info("Frozen-prefix cache off: the augmentation (%s) changes the inputs "
+                        "every epoch", augment.description)
 
         def transform(batch: torch.Tensor, training: bool) -> torch.Tensor:
-            if training and augment is not None:
-                batch = augment(batch)
-            return normalise(batch, cfg.mean, cfg.std)
+            if training and augment is not None and augment.pixels is not None:
+                batch = augment.pixels(batch)
+            batch = normalise(batch, cfg.mean, cfg.std)
+            if training and augment is not None and augment.erasing is not None:
+                batch = augment.erasing(batch)
+            return batch
 
         return self.model, train.images, val.images, transform
+
+    def _prepare_loss(self, labels: torch.Tensor) -> None:
+        """Class balance (weights or sampler) from the training labels; whether the loss can be
+        the plain mean cross-entropy of one batch (the default: nothing else per batch)."""
+        if self.config.class_balance != "none":
+            self.balance, why = resolve_class_balance(self.config.class_balance, labels,
+                                                      self.num_classes)
+            logger.info("Class balance: %s", why)
+            self._row_extras["class_balance"] = self.balance
+            if self.balance == "weights":
+                self.class_weights = self.runtime.to_device(class_weights(labels,
+                                                                          self.num_classes))
+        mixes = self.augmentation is not None and self.augmentation.mixes
+        self._plain_loss = (self.world_size == 1 and self.config.accumulate == 1 and not mixes
+                            and self.class_weights is None)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.get_submodule(classifier_name(self.model)).out_features
 
     def fit(self, train: ImageData, val: ImageData) -> pd.DataFrame:
         """Train, select the best epoch on ``val``; returns one history row per epoch, with
         where it ran (:meth:`world_columns`)."""
         self.runtime.prepare(self.model)
         net, train_x, val_x, transform = self._prepare_inputs(train, val)
+        self._prepare_loss(train.labels)
         self.regularizer.attach(self.model)
         exempt = self.regularizer.decay_exempt()
         self.optimizer = build_optimizer(self.model, self.config, self.new_param_names, exempt)
         self.scaler = self.runtime.grad_scaler()
         train_net = wrap_data_parallel(net, self.device)  # averages gradients over the ranks
+        self._validation = (net, val_x, val.labels, transform)  # for evaluate_state
         self.steps_per_epoch = math.ceil(len(train) / self.config.batch_size)
         self.start_epoch = 0
         self._call("on_train_start")
         try:
+            if self.config.lr_find:
+                self._lr_find_or_recall(train_net, train_x, train.labels, transform)
             for epoch in range(self.start_epoch, self.config.epochs):
                 if self.stop:
                     break
@@ -183,7 +208,7 @@ class Trainer:
         self._call("on_train_end")
         broadcast_buffers(self.model)  # every rank hands back rank 0's model
         # resumed_after_epoch: 0 for a fresh run, k when it continued from epoch k's checkpoint
-        return pd.DataFrame(self.history).assign(**self.world_columns(),
+        return pd.DataFrame(self.history).assign(**self.world_columns(), **self.summary,
                                                  resumed_after_epoch=self.start_epoch)
 
     def world_columns(self) -> dict[str, Any]:
@@ -191,61 +216,43 @@ class Trainer:
         return {"processes": self.world_size, "backend": backend_name(),
                 "device": str(self.device), "precision": self.runtime.precision}
 
+    def evaluate_state(self, state: dict[str, torch.Tensor]) -> dict:
+        """Validation loss and accuracy of other weights (e.g. an EMA) for ``self.model``;
+        the model's own weights are back afterwards."""
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(state)
+        try:
+            return self._evaluate(*self._validation)
+        finally:
+            self.model.load_state_dict(current)
+
+    def _epoch_order(self, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The epoch's sample order from (seed, epoch): a permutation, or class-balanced draws."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        if self.balance == "sampler":
+            return balanced_order(labels, generator)
+        return torch.randperm(len(labels), generator=generator)
+
     def _train_epoch(
         self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, transform, epoch: int
     ) -> dict:
         config = self.config
         seed_everything(config.seed * 1000 + epoch)
-        order = torch.randperm(
-            len(labels), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        )
+        order = self._epoch_order(labels, epoch)
         net.train()
         set_frozen_batchnorm_eval(self.model)
         sums = {"loss": 0.0, "correct": 0, "reg": 0.0, "seen": 0}
         started = time.perf_counter()
         for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
-            idx, weight = order[start : start + config.batch_size], 1.0
-            if self.world_size > 1:
-                idx, weight = rank_slice(idx, self.rank, self.world_size)
-            x = self.runtime.to_device(inputs[idx])
-            y = self.runtime.to_device(labels[idx])
-            if transform is not None:
-                x = transform(x, True)
-            self.regularizer.select(idx)
             factor = lr_factor(
                 config, epoch * self.steps_per_epoch + batch_index, self.steps_per_epoch
             )
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            with self.runtime.autocast():
-                logits = net(x)
-                if self.world_size == 1:
-                    loss = nn.functional.cross_entropy(
-                        logits, y, label_smoothing=config.label_smoothing
-                    )
-                    objective = loss
-                else:  # this rank's share of the global batch mean (see rank_slice)
-                    summed = nn.functional.cross_entropy(
-                        logits, y, reduction="sum", label_smoothing=config.label_smoothing
-                    )
-                    loss, objective = summed.detach() / len(idx), summed * weight
-                reg = self.regularizer.penalty(self.model, x)
-            total = objective + reg
-            if not torch.isfinite(total):
-                raise FloatingPointError(
-                    f"Loss became {total.item()} at epoch {epoch + 1}, batch {batch_index + 1} "
-                    f"(cross-entropy {loss.item()}, regulariser {reg.item()}). The last good "
-                    "checkpoint is kept; lower the learning rate or the regulariser weight."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            n = len(idx) if weight else 0  # a weight-0 stand-in sample is not counted
-            sums["loss"] += loss.item() * n
-            sums["reg"] += reg.item() * n
-            sums["correct"] += int((logits.argmax(1) == y).sum()) if n else 0
-            sums["seen"] += n
+            step = self._step(net, inputs, labels, transform,
+                              order[start : start + config.batch_size], (epoch, batch_index))
+            for key in sums:
+                sums[key] += step[key]
             elapsed = time.perf_counter() - started
             self._call(
                 "on_batch_end",
@@ -269,7 +276,127 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "images_per_s": sums["seen"] / seconds,
+            **self._row_extras,
         }
+
+    def _step(self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, transform,
+              batch: torch.Tensor, where: tuple[int, int]) -> dict:
+        """One optimizer step on a global batch: this rank's slice (``rank_slice``), in
+        ``accumulate`` micro-batches whose gradients add up to the batch mean's (DDP
+        synchronises on the last one only). Returns this rank's sums (loss, reg, correct, seen).
+        """
+        idx, weight = batch, 1.0 / len(batch)
+        if self.world_size > 1:
+            idx, weight = rank_slice(batch, self.rank, self.world_size)
+        chunks = [c for c in idx.tensor_split(self.config.accumulate) if len(c)]
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = {"loss": 0.0, "correct": 0, "reg": 0.0, "seen": 0}
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            sync = (contextlib.nullcontext() if last or not hasattr(net, "no_sync")
+                    else net.no_sync())
+            with sync:
+                part = self._forward_backward(net, inputs, labels, transform, chunk, weight,
+                                              len(chunk) / len(idx), where)
+            for key in sums:
+                sums[key] += part[key]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return sums
+
+    def _forward_backward(self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                          transform, idx: torch.Tensor, weight: float, share: float,
+                          where: tuple[int, int]) -> dict:
+        """Loss and backward on one (micro-)batch: ``weight`` scales its summed loss (1/batch in
+        one process, ``rank_slice``'s under DDP; 0 for a stand-in sample), ``share`` its
+        regulariser term (its fraction of this rank's batch)."""
+        config = self.config
+        x = self.runtime.to_device(inputs[idx])
+        y = self.runtime.to_device(labels[idx])
+        if transform is not None:
+            x = transform(x, True)
+        target = y
+        if self.augmentation is not None and self.augmentation.mixes:
+            x, target = self.augmentation.mix(x, y, self.num_classes, config.label_smoothing)
+        self.regularizer.select(idx)
+        with self.runtime.autocast():
+            logits = net(x)
+            if self._plain_loss:  # the default: exactly the mean cross-entropy of the batch
+                loss = nn.functional.cross_entropy(
+                    logits, y, label_smoothing=config.label_smoothing
+                )
+                objective = loss
+            else:  # this micro-batch's share of the global batch mean (see rank_slice)
+                summed = summed_loss(logits, target, self.class_weights, config.label_smoothing)
+                loss, objective = summed.detach() / len(idx), summed * weight
+            reg = self.regularizer.penalty(self.model, x)
+            if share != 1.0:  # accumulation: the batch's regulariser term once in total
+                reg = reg * share
+        total = objective + reg
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"Loss became {total.item()} at epoch {where[0] + 1}, batch {where[1] + 1} "
+                f"(cross-entropy {loss.item()}, regulariser {reg.item()}). The last good "
+                "checkpoint is kept; lower the learning rate or the regulariser weight."
+            )
+        self.scaler.scale(total).backward()
+        n = len(idx) if weight else 0  # a weight-0 stand-in sample is not counted
+        return {"loss": loss.item() * n, "reg": reg.item() / share * n,
+                "correct": int((logits.argmax(1) == y).sum()) if n else 0, "seen": n}
+
+    def _lr_find_or_recall(self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                           transform) -> None:
+        """Run the LR range test on a fresh start; a resumed run keeps the rates its
+        checkpoint's optimizer holds (and the rate found, from its history)."""
+        if self.start_epoch > 0:
+            self._row_extras["lr_found"] = self.history[-1].get("lr_found")
+            return
+        set_activity("running the LR range test")
+        started = time.perf_counter()
+        found = self._lr_range_test(net, inputs, labels, transform)
+        reference = max(g["base_lr"] for g in self.optimizer.param_groups)
+        scale = rank0_decides(found.suggestion / reference)  # one choice for every rank
+        for group in self.optimizer.param_groups:
+            group["base_lr"] *= scale
+            group["lr"] = group["base_lr"]
+        self.lr_finding = found
+        self._row_extras["lr_found"] = found.suggestion
+        logger.info("LR range test (%d steps, %.0f s): loss lowest at %.3g, steepest at %.3g; "
+                    "training with %.3g for the fastest-learning parameters (all rates x %.3g)",
+                    len(found.lrs), time.perf_counter() - started, found.lr_min, found.lr_steep,
+                    found.suggestion, scale)
+
+    def _lr_range_test(self, net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                       transform) -> LRFinding:
+        """The sweep (lr_find.py) with this trainer's steps; model, optimizer and scaler are
+        restored afterwards. The largest base rate sweeps 1e-6..1, the others keep their ratio."""
+        saved = (copy.deepcopy(self.model.state_dict()),
+                 copy.deepcopy(self.optimizer.state_dict()), self.scaler.state_dict())
+        groups = self.optimizer.param_groups
+        reference = max(g["base_lr"] for g in groups)
+        seed = self.config.seed * 1000 + 999  # not an epoch's seed
+        seed_everything(seed)
+        net.train()
+        set_frozen_batchnorm_eval(self.model)
+        batches: list[torch.Tensor] = []
+
+        def step(i: int, lr: float) -> float:
+            if not batches:  # a new pass over the data, in a new order; full batches only
+                parts = list(self._epoch_order(labels, 10_000 + i).split(self.config.batch_size))
+                batches.extend(parts[:-1] if len(parts) > 1 and len(parts[-1]) < len(parts[0])
+                               else parts)
+            for group in groups:
+                group["lr"] = group["base_lr"] * lr / reference
+            sums = self._step(net, inputs, labels, transform, batches.pop(0), (-1, i))
+            loss, seen = all_reduce_sum([sums["loss"], sums["seen"]], self.device)
+            return loss / max(seen, 1)
+
+        try:
+            return lr_range_test(step)
+        finally:
+            self.model.load_state_dict(saved[0])
+            self.optimizer.load_state_dict(saved[1])
+            self.scaler.load_state_dict(saved[2])
 
     @torch.inference_mode()
     def _evaluate(
