@@ -105,7 +105,7 @@ def _wait_for_epoch(folder: Path, epoch: int, agent: subprocess.Popen, limit_s: 
 
 
 def test_elastic_restart_resumes_from_the_last_checkpoint(ci_chain_copy):
-    project, epochs = ci_chain_copy, 8
+    project, epochs = ci_chain_copy, 12
     before = versions(project, MODELS)
     agent = subprocess.Popen(
         ["torchrun", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",

@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from ft_pipelines.core.utils import launched_world_size, leave_objects_to_exit
+from ft_pipelines.core.utils import launched_rank, launched_world_size, leave_objects_to_exit
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,8 +96,22 @@ def join_launched_world(device: torch.device | str, timeout_s: float = DEFAULT_T
     backend = default_backend(device)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, store=_launched_store(timeout), rank=launched_rank(),
+                            world_size=launched_world_size(), timeout=timeout)
     logger.info("Joined the launched world: rank %d of %d (%s)", *world(), backend)
+
+
+def _launched_store(timeout: timedelta) -> dist.Store:
+    """The launcher's rendezvous store (MASTER_ADDR:MASTER_PORT), its keys under a prefix of
+    this attempt: after an elastic restart torchrun's agent keeps its store, and a fast rank
+    read the address a rank of the killed attempt had published, then failed to connect."""
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(host, port, launched_world_size(),
+                          is_master=launched_rank() == 0 and not agent_hosts, timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"ft_pipelines/attempt-{attempt}", store)
 
 
 def rank0_decides(value: T) -> T:
