@@ -28,6 +28,8 @@ CI_CHAIN = pytest.mark.xdist_group("ci_chain")
 # Tests that start several processes (torchrun, spawned ranks) share that worker, so that no two
 # of them run at once (5 processes on 2 cores).
 MULTI_PROCESS = CI_CHAIN
+# A whole-journey check of minutes: `pytest -m slow` runs these (so does .ci/run), `pytest` not.
+SLOW = pytest.mark.slow
 
 # The slowest first (xdist hands tests out in collection order: --no-loadscope-reorder), so that
 # the 2 workers finish together; no result depends on the order.

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 from ft_pipelines.core.training import load_checkpoint
-from tests.conftest import CI_CHAIN
+from tests.conftest import CI_CHAIN, SLOW
 from tests.pipelines.conftest import kedro_cli, latest
 
-pytestmark = [CI_CHAIN, pytest.mark.skipif(shutil.which("torchrun") is None,
+pytestmark = [CI_CHAIN, SLOW, pytest.mark.skipif(shutil.which("torchrun") is None,
                                            reason="torchrun is not on PATH")]
 STAGE = ["-m", "ft_pipelines", "--env", "ci", "--pipelines=regularized_finetuning"]
 MODELS = "06_models/finetuned_model.safetensors"
