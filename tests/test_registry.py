@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from ft_pipelines.core.export import CPU, OnnxModel, OnnxRunner, iter_inputs, predict_rows
-from tests.conftest import CI_CHAIN, copy_ci_chain
+from tests.conftest import CI_CHAIN, SLOW, copy_ci_chain
 from tests.pipelines.conftest import kedro_cli, latest
 from tests.test_tracking import free_port, runs, store
 
@@ -89,6 +89,7 @@ def two_runs(ci_chain: Path, tmp_path_factory: pytest.TempPathFactory,
     return project
 
 
+@SLOW  # two more runs (a better model, then the pinned worse one): pytest -m slow
 def test_a_worse_model_is_registered_but_not_promoted(two_runs):
     client = store(two_runs)
     first, second = sorted(client.search_model_versions(f"name='{NAME}'"),
@@ -108,6 +109,7 @@ def test_a_worse_model_is_registered_but_not_promoted(two_runs):
     assert json.loads(Path(promotion).read_text())["promoted"] is False
 
 
+@SLOW
 def test_predict_labels_with_the_registered_champion_or_a_version(two_runs, tmp_path,
                                                                   monkeypatch):
     folder = images_and_a_broken_file(two_runs, tmp_path / "images")
