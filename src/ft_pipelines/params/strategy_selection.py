@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from ft_pipelines.core.regularizers import REGULARIZER_KEYS  # the builders' keys: one list
 from ft_pipelines.params.base import (
     Count,
     LearningRate,
@@ -19,13 +20,6 @@ from ft_pipelines.params.base import (
 StrategyName = Literal["head_only", "partial_finetune", "full_finetune", "from_scratch"]
 RegularizerName = Literal["none", "l2", "l2_sp", "delta"]
 
-# The keys each regulariser takes (core.regularizers.build_regularizer checks the same).
-REGULARIZER_KEYS: dict[str, set[str]] = {
-    "none": set(),
-    "l2": {"beta"},
-    "l2_sp": {"alpha", "beta", "anchor_bn", "new_param_names"},
-    "delta": {"alpha", "beta", "layer_names", "new_param_names", "cached_reference"},
-}
 
 
 class RegularizerSettings(Schema):

@@ -11,6 +11,7 @@ from ft_pipelines.core.regularizers import (
     BSS,
     DELTA,
     L2SP,
+    REGULARIZER_KEYS,
     CompositeRegularizer,
     L2Penalty,
     Regularizer,
@@ -360,3 +361,33 @@ def test_finetune_treats_the_new_head_as_new_not_anchored(bundled_backbone):
     # alpha 0: only beta/2 * ||w_new||^2 remains, and it is evaluated at the head's weights
     expected = 0.5 * (head.pow(2).sum())
     assert history["reg_term"].iloc[0] == pytest.approx(float(expected), rel=1e-3)
+
+
+# A value for every key a regulariser's settings may hold (the parameter schema's fields).
+_SETTING_VALUES = {"alpha": 0.01, "beta": 0.01, "anchor_bn": True, "layer_names": ["conv2"],
+                   "new_param_names": ["fc.weight"], "cached_reference": False}
+
+
+@pytest.mark.parametrize("name", sorted(REGULARIZER_KEYS))
+def test_every_key_the_schema_accepts_is_accepted_by_the_builder(
+    name: str, pretrained: TinyNet, finetuned: TinyNet
+) -> None:
+    """The schema and the builders share one key list; a key the schema let through used to
+    fail at fine-tuning (delta's cached_reference), after the upstream stages had run."""
+    from ft_pipelines.params.strategy_selection import RegularizerSettings
+
+    settings = {key: _SETTING_VALUES[key] for key in REGULARIZER_KEYS[name]}
+    validated = RegularizerSettings(name=name, **settings).model_dump(exclude_none=True)
+    built = build_regularizer(name, finetuned, pretrained, validated)
+    assert built.name == name
+    built.attach(finetuned)
+    finetuned(images())  # DELTA compares the feature maps of this forward pass
+    assert torch.isfinite(built.penalty(finetuned, images()))
+
+
+def test_delta_without_a_cached_reference_runs_the_reference_per_batch(
+    pretrained: TinyNet, finetuned: TinyNet
+) -> None:
+    reg = DELTA(pretrained, ["conv2"], None, cached_reference=False)
+    assert reg.precompute_reference(images()) is False and reg.needs_inputs
+    assert DELTA(pretrained, ["conv2"], None).precompute_reference(images()) is True

@@ -15,6 +15,7 @@ from ft_pipelines.core.regularizers.bss import BSS
 from ft_pipelines.core.regularizers.common import kernel_parameter_names
 from ft_pipelines.core.regularizers.delta import DELTA
 from ft_pipelines.core.regularizers.factory import (
+    REGULARIZER_KEYS,
     REGULARIZER_NAMES,
     CompositeRegularizer,
     build_regularizer,
@@ -28,6 +29,7 @@ __all__ = [
     "DELTA",
     "L2SP",
     "PARAMS_PATH",
+    "REGULARIZER_KEYS",
     "REGULARIZER_NAMES",
     "CompositeRegularizer",
     "L2Penalty",

@@ -45,7 +45,8 @@ class DELTA(Regularizer):
     ``1/C``. The reference is deep-copied (the caller's module is left untouched, e.g. when
     models are handed between nodes by reference), frozen and kept in eval mode.
     Reference maps can be supplied with ``penalty(..., reference_maps=...)`` (see
-    :meth:`compute_reference_maps`) or precomputed per sample (:meth:`precompute_reference`).
+    :meth:`compute_reference_maps`) or precomputed per sample (:meth:`precompute_reference`,
+    unless ``cached_reference`` is False: then the reference runs on every batch).
     """
 
     name = "delta"
@@ -59,6 +60,7 @@ class DELTA(Regularizer):
         beta: float = 0.01,
         *,
         new_param_names: Iterable[str] | None = None,
+        cached_reference: bool = True,
     ) -> None:
         if not layer_names:
             raise ValueError(f"DELTA needs at least one layer name ({PARAMS_PATH}.layer_names).")
@@ -66,6 +68,7 @@ class DELTA(Regularizer):
         self.layer_names = list(layer_names)
         self.alpha, self.beta = float(alpha), float(beta)
         self.forced_new = list(new_param_names or ())
+        self.cached_reference = bool(cached_reference)  # False: the reference runs per batch
         self.reference = copy.deepcopy(reference).eval().requires_grad_(False)
         self._reference_store: dict[str, Tensor] = {}
         for name in self.layer_names:
@@ -91,6 +94,9 @@ class DELTA(Regularizer):
         Afterwards call :meth:`select` with each batch's sample indices. Returns False (and keeps
         running the reference per batch) when the maps would take more than ``max_bytes``.
         """
+        if not self.cached_reference:
+            logger.info("DELTA reference maps computed per batch (cached_reference: false)")
+            return False
         first = self.compute_reference_maps(inputs[:1])
         per_sample = sum(m[0].numel() * m.element_size() for m in first.values())
         if per_sample * len(inputs) > max_bytes:

@@ -17,8 +17,6 @@ from ft_pipelines.core.utils import classifier_name
 
 logger = logging.getLogger(__name__)
 
-#: Names accepted by :func:`build_regularizer`.
-REGULARIZER_NAMES = ("none", "l2", "l2_sp", "delta")
 
 
 class CompositeRegularizer(Regularizer):
@@ -67,12 +65,16 @@ class CompositeRegularizer(Regularizer):
         return set().union(*(r.decay_exempt() for r in self.regularizers))
 
 
-_ALLOWED_KEYS = {
-    "none": set(),
-    "l2": {"beta"},
-    "l2_sp": {"alpha", "beta", "anchor_bn", "new_param_names"},
-    "delta": {"alpha", "beta", "layer_names", "new_param_names"},
+#: The settings each regulariser's builder takes: the one list (the parameter schema's
+#: ``finetune.regularizer`` accepts exactly these, params/strategy_selection.py).
+REGULARIZER_KEYS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "l2": frozenset({"beta"}),
+    "l2_sp": frozenset({"alpha", "beta", "anchor_bn", "new_param_names"}),
+    "delta": frozenset({"alpha", "beta", "layer_names", "new_param_names", "cached_reference"}),
 }
+#: Names accepted by :func:`build_regularizer`.
+REGULARIZER_NAMES = tuple(REGULARIZER_KEYS)
 _BSS_KEYS = {"eta", "k", "feature_module"}
 
 
@@ -106,20 +108,20 @@ def build_regularizer(
     network (required by ``l2_sp`` and ``delta``). ``params``: the ``finetune.regularizer``
     settings; a ``name`` key is ignored, other keys are checked:
     ``l2``: beta; ``l2_sp``: alpha, beta, anchor_bn, new_param_names; ``delta``: alpha, beta,
-    layer_names (default: the keys of ``attention``), new_param_names;
+    layer_names (default: the keys of ``attention``), new_param_names, cached_reference;
     any name: ``bss: {eta, k, feature_module}`` adds BSS (feature_module defaults to the last
     nn.Linear). ``attention``: DELTA channel weights by layer (None: uniform).
     Returns a :class:`CompositeRegularizer` (named ``"none"`` and zero when nothing applies);
     call its ``attach(model)`` before building the optimizer so ``decay_exempt()`` is complete.
     """
-    if name not in _ALLOWED_KEYS:
+    if name not in REGULARIZER_KEYS:
         raise ValueError(f"Unknown regularizer {name!r} in {PARAMS_PATH}.name; "
                          f"valid: {', '.join(REGULARIZER_NAMES)}.")
     settings = {k: v for k, v in (params or {}).items() if k != "name"}
-    unknown = set(settings) - _ALLOWED_KEYS[name] - {"bss"}
+    unknown = set(settings) - REGULARIZER_KEYS[name] - {"bss"}
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {PARAMS_PATH} for {name!r}; "
-                         f"allowed: {sorted(_ALLOWED_KEYS[name] | {'bss'})}.")
+                         f"allowed: {sorted(REGULARIZER_KEYS[name] | {'bss'})}.")
     bss_settings = settings.pop("bss", None)
     parts: list[Regularizer] = []
     if name == "l2":
