@@ -22,7 +22,12 @@ from ft_pipelines.core.evaluation.baselines import (
     linear_probe_model,
     pixel_baselines,
 )
-from ft_pipelines.core.evaluation.cost import cost_metrics
+from ft_pipelines.core.evaluation.cost import (
+    TimedModel,
+    static_cost,
+    time_torch_models,
+    within_round_ratio,
+)
 from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
 from ft_pipelines.core.utils import resolve_runtime
@@ -54,17 +59,26 @@ def flag_rejected_pruning(results: dict[str, Any], pruning: dict[str, Any],
             mark_not_recommended(results, name, reason)
 
 
+def _ratio_reference(names: list[str]) -> str | None:
+    """The row every within-round ratio is taken against: the fine-tuned model as shipped
+    (ONNX) when there is one, else the PyTorch one."""
+    return next((n for n in ("finetuned_onnx", "finetuned") if n in names), None)
+
+
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
-                    class_names: list[str], params: dict[str, Any]
+                    class_names: list[str], params: dict[str, Any],
+                    exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
     """Score every model on the test split, plus the pixel baselines.
 
     ``models``: ``linear_probe`` (the *pretrained* backbone: a logistic-regression head is
     fitted on its frozen features of the training split) and the trained classifiers.
+    ``exported``: rows scored elsewhere (onnxruntime) with what times them. Every PyTorch and
+    exported model is timed in the same interleaved rounds (``compare_timings``).
     """
     test = splits["test"]
     runtime = resolve_runtime(params)  # runtime.device / runtime.precision
-    results, figures = {}, {}
+    results, figures, timed_models = {}, {}, {}
     for name, model in models.items():
         if name == "linear_probe":
             model = linear_probe_model(model, splits["train"], len(class_names),
@@ -75,11 +89,18 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
         with runtime.autocast():
             probs = predict(model, test.images, cfg.mean, cfg.std, device=runtime.device)
         scores = classification_metrics(probs, test.labels.numpy(), class_names)
-        scores.update(cost_metrics(model, params))
+        scores.update(static_cost(model))
         scores.update(runtime.describe())  # where latency/throughput were measured
-        results[name] = scores
-        logger.info("%s: top-1 %.4f, %.1f MMACs, %.2f ms", name, scores["top1"],
-                    scores["macs"] / 1e6, scores["latency_ms"])
+        results[name], timed_models[name] = scores, model
+    extra = {}
+    for name, (scores, timed) in (exported or {}).items():
+        results[name], extra[name] = scores, timed
+    timings = time_torch_models(timed_models, params, extra,
+                                _ratio_reference([*timed_models, *extra]))
+    for name, timing in timings.items():
+        results[name].update(timing)
+        logger.info("%s: top-1 %.4f, %.2f ms (spread %.2f)", name, results[name]["top1"],
+                    timing["latency_ms"], timing["latency_spread_ms"])
     if params.get("pixel_baselines", True):
         results.update(pixel_baselines(splits["train"], test, class_names, params))
     for name in REFERENCE_ROWS:
@@ -155,6 +176,13 @@ def _mmacs(value: float | None) -> str:
     return f"{value / 1e6:.1f}" if value >= 1e5 else f"{value / 1e6:.4f}"
 
 
+def _latency(row: dict[str, Any]) -> str:
+    """Median latency, with the spread of the interleaved rounds (IQR) when measured."""
+    text = _number(row.get("latency_ms"), ".2f")
+    spread = row.get("latency_spread_ms")
+    return text if spread is None or row.get("latency_ms") is None else f"{text} ± {spread:.2f}"
+
+
 def _results_table(results: dict[str, Any]) -> list[str]:
     batch = next((r["throughput_batch"] for r in results.values()
                   if r.get("throughput_batch") is not None), None)
@@ -167,9 +195,20 @@ def _results_table(results: dict[str, Any]) -> list[str]:
             f"| {name} | {_pct(r['top1'])} | {_pct(r.get('top5'))} | "
             f"{_number(r.get('macro_f1'), '.4f')} | {_number(r.get('ece'), '.4f')} | "
             f"{_number(r.get('params'), ',.0f')} | {_mmacs(r.get('macs'))} | "
-            f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_number(r.get('latency_ms'), '.2f')} | "
+            f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_latency(r)} | "
             f"{_number(r.get('throughput'), '.0f')} | {ship} |")
     return lines
+
+
+def _ratio(row: dict[str, Any], reference: dict[str, Any], metric: str) -> str:
+    """``row`` over ``reference`` for ``latency`` or ``throughput``: the median of per-round
+    ratios when both were timed in the same interleaved rounds, else of the medians."""
+    rounds = {"latency": "latency_rounds_ms", "throughput": "throughput_rounds"}[metric]
+    column = {"latency": "latency_ms", "throughput": "throughput"}[metric]
+    mine, theirs = row.get(rounds), reference.get(rounds)
+    if mine and theirs and len(mine) == len(theirs):
+        return f"{within_round_ratio(mine, theirs):.2f}"
+    return f"{row[column] / reference[column]:.2f}"
 
 
 def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[str]:
@@ -178,8 +217,8 @@ def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[s
              f"- MACs: {1 - pr['macs'] / ft['macs']:.1%} fewer; parameters: "
              f"{1 - pr['params'] / ft['params']:.1%} fewer.",
              f"- CPU latency (batch 1): {ft['latency_ms']:.2f} -> {pr['latency_ms']:.2f} ms "
-             f"({pr['latency_ms'] / ft['latency_ms']:.2f}x); throughput {ft['throughput']:.0f} -> "
-             f"{pr['throughput']:.0f} img/s ({pr['throughput'] / ft['throughput']:.2f}x).",
+             f"({_ratio(pr, ft, 'latency')}x); throughput {ft['throughput']:.0f} -> "
+             f"{pr['throughput']:.0f} img/s ({_ratio(pr, ft, 'throughput')}x).",
              f"- Test top-1: {_pct(ft['top1'])} -> {_pct(pr['top1'])} "
              f"({100 * (pr['top1'] - ft['top1']):+.2f} points).",
              f"- Importance: `{pruning.get('importance')}`, target `{pruning.get('target')}` "

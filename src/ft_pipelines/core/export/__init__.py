@@ -10,7 +10,12 @@ from ft_pipelines.core.export.artifact import (
     NotExported,
     OnnxModel,
 )
-from ft_pipelines.core.export.evaluate import evaluate_onnx, onnx_cost_metrics
+from ft_pipelines.core.export.evaluate import (
+    evaluate_onnx,
+    onnx_cost_metrics,
+    onnx_timed_model,
+    score_onnx,
+)
 from ft_pipelines.core.export.exporter import describe_source, export_classifier, export_onnx
 from ft_pipelines.core.export.predict import (
     PREDICTION_COLUMNS,
@@ -65,6 +70,7 @@ __all__ = [
     "export_onnx",
     "iter_inputs",
     "onnx_cost_metrics",
+    "onnx_timed_model",
     "predict_rows",
     "predictions_table",
     "evaluated_recommendation",
@@ -73,6 +79,7 @@ __all__ = [
     "quantize_int8",
     "recommend",
     "resolve_model_choice",
+    "score_onnx",
     "session_options",
     "softmax",
     "torch_logits",
