@@ -50,3 +50,17 @@ def test_without_a_pruned_model_there_is_no_trade_off_section():
     results = {k: v for k, v in RESULTS.items() if k != "pruned"}
     report = render_report(PLAN, results, PRUNING, PROFILE)
     assert "pruned" not in report and "taylor_gate" not in report
+
+
+def test_ece_before_and_after_the_temperature_and_within_round_ratios():
+    finetuned = {**RESULTS["finetuned"], "ece_uncalibrated": 0.0612, "ece": 0.0201,
+                 "temperature": 1.8, "latency_rounds_ms": [10.0, 20.0, 10.0, 10.0, 10.0],
+                 "throughput_rounds": [800.0] * 5, "latency_spread_ms": 0.5}
+    pruned = {**RESULTS["pruned"], "latency_rounds_ms": [5.0, 10.0, 5.0, 5.0, 5.0],
+              "throughput_rounds": [1600.0] * 5}
+    report = render_report(PLAN, {**RESULTS, "finetuned": finetuned, "pruned": pruned},
+                           PRUNING, PROFILE)
+    assert "## Calibrated probabilities" in report
+    assert "| finetuned | 1.800 | 0.0612 | 0.0201 |" in report
+    assert "(0.50x); throughput" in report and "(2.00x)." in report  # per-round ratios
+    assert "9.50 ± 0.50" in report

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
@@ -22,13 +23,14 @@ from ft_pipelines.core.evaluation.baselines import (
     linear_probe_model,
     pixel_baselines,
 )
+from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_temperature
 from ft_pipelines.core.evaluation.cost import (
     TimedModel,
     static_cost,
     time_torch_models,
     within_round_ratio,
 )
-from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
+from ft_pipelines.core.evaluation.metrics import predict_logits
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
 from ft_pipelines.core.utils import resolve_runtime
 
@@ -65,6 +67,23 @@ def _ratio_reference(names: list[str]) -> str | None:
     return next((n for n in ("finetuned_onnx", "finetuned") if n in names), None)
 
 
+def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
+                             class_names: list[str], runtime: Any) -> dict[str, Any]:
+    """Test metrics of a PyTorch model with its probabilities temperature-scaled: T fitted on
+    the validation split (1.0 when there is none), as the export does for ONNX models."""
+    cfg = model.backbone_cfg
+
+    def logits(data: ImageData) -> np.ndarray:
+        with runtime.autocast():
+            return predict_logits(model, data.images, cfg.mean, cfg.std, device=runtime.device)
+
+    val = splits.get("val")
+    temperature = (fit_temperature(logits(val), val.labels.numpy())
+                   if val is not None and len(val) else 1.0)
+    test = splits["test"]
+    return calibrated_scores(logits(test), test.labels.numpy(), class_names, temperature)
+
+
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                     class_names: list[str], params: dict[str, Any],
                     exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None
@@ -85,10 +104,7 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                                        int(params.get("probe_max_iter", 2000)),
                                        str(runtime.device))
         model.eval()
-        cfg = model.backbone_cfg
-        with runtime.autocast():
-            probs = predict(model, test.images, cfg.mean, cfg.std, device=runtime.device)
-        scores = classification_metrics(probs, test.labels.numpy(), class_names)
+        scores = _calibrated_torch_scores(model, splits, class_names, runtime)
         scores.update(static_cost(model))
         scores.update(runtime.describe())  # where latency/throughput were measured
         results[name], timed_models[name] = scores, model
@@ -264,6 +280,27 @@ def _baseline_section(results: dict[str, Any]) -> list[str]:
             f"- `{name}`: {row['note']}." for name, row in cheap.items() if row.get("note")]
 
 
+def _calibration_section(results: dict[str, Any]) -> list[str]:
+    """ECE on the test split before and after each model's temperature (fitted on the
+    validation split: by the export for ONNX files, by the evaluation for PyTorch models)."""
+    rows = {n: r for n, r in results.items() if r.get("ece_uncalibrated") is not None}
+    if not rows:
+        return []
+    lines = ["", "## Calibrated probabilities", "",
+             "Temperature scaling (Guo et al. 2017): the logits are divided by T, fitted on the "
+             "validation split by minimising the negative log-likelihood; predictions are "
+             "unchanged, probabilities (and `predict`'s) use T. Test ECE (15 bins):", "",
+             "| model | T | ECE before | ECE after |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r.get('temperature', 1.0):.3f} | {r['ece_uncalibrated']:.4f} | "
+              f"{r['ece']:.4f} |" for n, r in rows.items()]
+    worse = [n for n, r in rows.items() if r["ece"] > r["ece_uncalibrated"] + 1e-12]
+    if worse:
+        lines.append(f"\nThe temperature did not lower the test ECE of "
+                     f"{', '.join(f'`{n}`' for n in worse)}: the validation split it was fitted "
+                     "on is small or differs from the test split.")
+    return lines
+
+
 def _ship_section(results: dict[str, Any]) -> list[str]:
     ship = ship_recommendation(results)
     lines = ["", "## Which model to ship", ""]
@@ -309,6 +346,7 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
     lines += _results_table(results)
     if "finetuned" in results and "pruned" in results:
         lines += _pruning_section(results, pruning)
+    lines += _calibration_section(results)
     lines += _baseline_section(results)
     lines += _ship_section(results)
     return "\n".join(lines) + "\n"

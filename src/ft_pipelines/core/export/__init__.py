@@ -11,6 +11,7 @@ from ft_pipelines.core.export.artifact import (
     OnnxModel,
 )
 from ft_pipelines.core.export.evaluate import (
+    calibrate_onnx,
     evaluate_onnx,
     onnx_cost_metrics,
     onnx_timed_model,
@@ -62,6 +63,7 @@ __all__ = [
     "OnnxModel",
     "OnnxRunner",
     "assess_int8",
+    "calibrate_onnx",
     "compare_logits",
     "describe_source",
     "evaluate_onnx",

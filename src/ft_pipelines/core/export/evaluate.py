@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.evaluation import classification_metrics
+from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_calibration
 from ft_pipelines.core.evaluation.cost import TimedModel, compare_timings, timing_settings
 from ft_pipelines.core.export.artifact import OnnxModel
-from ft_pipelines.core.export.runtime import CPU, OnnxRunner, softmax
+from ft_pipelines.core.export.runtime import CPU, OnnxRunner
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ def score_onnx(model: OnnxModel, data: ImageData, class_names: list[str], params
                          f"class_names {list(class_names)}: evaluate it on the data it was "
                          "trained for")
     runner = OnnxRunner(model, provider, threads)
-    probs = softmax(runner.logits(data.images.numpy()))
-    scores = classification_metrics(probs, data.labels.numpy(), list(class_names))
+    # the temperature the export fitted on the validation split (1.0 in older sidecars)
+    scores = calibrated_scores(runner.logits(data.images.numpy()), data.labels.numpy(),
+                               list(class_names), model.temperature)
     scores.update(onnx_static_cost(runner))
     scores["sha256"] = model.sha256  # which file: predict checks the report is about it
     return scores, onnx_timed_model(runner, int(params.get("throughput_batch", 64)))
@@ -87,3 +88,18 @@ def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
     logger.info("ONNX %s (%s): top-1 %.4f, %.2f ms at batch 1", model.precision, provider,
                 scores["top1"], scores["latency_ms"])
     return scores
+
+
+def calibrate_onnx(model: OnnxModel, val: ImageData, *, threads: int | None = None
+                   ) -> tuple[OnnxModel, dict[str, Any]]:
+    """Fit the temperature of ``model`` on the validation split (``fit_calibration``) and store
+    it in the sidecar (the ONNX bytes are unchanged); returns the model and the fit's NLL and
+    ECE before/after on that split. No validation images: T = 1.0, said in the summary."""
+    if len(val) == 0:
+        return model.with_graph(model.model_bytes, temperature=1.0), {
+            "temperature": 1.0, "skipped": "no validation images to fit a temperature on"}
+    logits = OnnxRunner(model, CPU, threads).logits(val.images.numpy())
+    fitted = fit_calibration(logits, val.labels.numpy())
+    logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
+                fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
+    return model.with_graph(model.model_bytes, temperature=fitted["temperature"]), fitted

@@ -18,6 +18,7 @@ from ft_pipelines.core.export import (
     OnnxModel,
     OnnxRunner,
     assess_int8,
+    calibrate_onnx,
     export_classifier,
     quantize_int8,
     recommend,
@@ -36,11 +37,12 @@ def _summary(exported: OnnxModel) -> dict[str, Any]:
 
 def _export(model: nn.Module, name: str, images: pd.DataFrame, class_names: list[str],
             export: ExportParams, decode_cache_dir: str | None) -> tuple[OnnxModel, dict]:
-    test = split_image_data(images, model.backbone_cfg.input_size, decode_cache_dir)["test"]
+    splits = split_image_data(images, model.backbone_cfg.input_size, decode_cache_dir)
     exported = export_classifier(model, class_names, export.opset)
-    check = verify_export(model, exported, test, export.max_disagreement, name=name,
+    check = verify_export(model, exported, splits["test"], export.max_disagreement, name=name,
                           threads=export.threads)
-    return exported, {**_summary(exported), "verification": check}
+    exported, calibration = calibrate_onnx(exported, splits["val"], threads=export.threads)
+    return exported, {**_summary(exported), "verification": check, "calibration": calibration}
 
 
 def export_finetuned(finetuned_model: nn.Module, images: pd.DataFrame, class_names: list[str],
@@ -65,12 +67,14 @@ def quantize_pruned(pruned_onnx: OnnxModel, images: pd.DataFrame, export: Export
     splits = split_image_data(images, pruned_onnx.input_size, decode_cache_dir)
     calibration = stratified_subset(splits["train"], export.calibration_images, export.seed)
     int8 = quantize_int8(pruned_onnx, calibration.images.numpy())
+    int8, temperature = calibrate_onnx(int8, splits["val"], threads=export.threads)
     test = splits["test"]
     fp32_logits = OnnxRunner(pruned_onnx, CPU, export.threads).logits(test.images.numpy())
     int8_logits = OnnxRunner(int8, CPU, export.threads).logits(test.images.numpy())
     assessment = assess_int8(fp32_logits, int8_logits, test.labels.numpy(),
                              export.max_int8_drop)
-    return int8, {**_summary(int8), "quantization": int8.sidecar["quantization"], **assessment}
+    return int8, {**_summary(int8), "quantization": int8.sidecar["quantization"], **assessment,
+                  "calibration": temperature}
 
 
 def write_export_report(finetuned_check: dict, pruned_check: dict, int8_check: dict,
