@@ -301,6 +301,42 @@ def _calibration_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _int8_row(name: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {name} | failed: {r['error'][:80]} |||||||||"
+    fp32 = ", ".join(r.get("keep_fp32") or []) or "-"
+    return (f"| {name} | {r['format']} | {'channel' if r['per_channel'] else 'tensor'} | "
+            f"{'U8S8' if r['activations'] == 'uint8' else 'S8S8'} | {r['calibration_method']} "
+            f"| {fp32} | {r['latency_ms']:.2f} ± {r['latency_spread_ms']:.2f} "
+            f"({r['latency_ratio']:.2f}x) | {r['throughput']:.0f} ({r['throughput_ratio']:.2f}x) "
+            f"| {_pct(r['val_top1'])} | {_pct(r['top1'])} | {'**yes**' if r['chosen'] else ''} |")
+
+
+def _int8_section(export_report: dict[str, Any] | None) -> list[str]:
+    """Every int8 configuration the export tried against the fp32 pruned model."""
+    trials = (export_report or {}).get("int8_trials") or []
+    search = (export_report or {}).get("int8_search") or {}
+    if not trials or "fp32" not in search:
+        return []
+    fp32 = search["fp32"]
+    lines = ["", "## int8: which configuration pays", "",
+             "Each configuration of the pruned model, timed in onnxruntime against its fp32 "
+             "self in the same interleaved rounds (median ± IQR; ratios are medians of "
+             "per-round ratios); chosen on validation top-1, test top-1 reported.", "",
+             "| config | format | weights | act/weights | calibration | fp32 layers | "
+             "latency, batch 1 (ms) | throughput (img/s) | val top-1 | test top-1 | chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| fp32 (pruned_onnx) | | | | | | {fp32['latency_ms']:.2f} ± "
+             f"{fp32['latency_spread_ms']:.2f} | {fp32['throughput']:.0f} | "
+             f"{_pct(fp32['val_top1'])} | {_pct(fp32['top1'])} | |"]
+    lines += [_int8_row(r["config"], r) for r in trials]
+    verdict = "int8 pays" if search.get("pays") else "int8 does not pay: fp32 is shipped"
+    target = ("meets" if search.get("meets_target") else "misses")
+    lines += ["", f"**{verdict}.** {search.get('reason', '')}. The kept configuration {target} "
+                  "the target of <= 0.75x fp32 latency or >= 1.8x its throughput."]
+    return lines
+
+
 def _ship_section(results: dict[str, Any]) -> list[str]:
     ship = ship_recommendation(results)
     lines = ["", "## Which model to ship", ""]
@@ -332,7 +368,7 @@ def _ship_section(results: dict[str, Any]) -> list[str]:
 
 
 def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[str, Any],
-                  profile: dict[str, Any]) -> str:
+                  profile: dict[str, Any], export_report: dict[str, Any] | None = None) -> str:
     """A short Markdown report: what was chosen and why, what it reached, what pruning traded,
     whether fine-tuning beat the cheap alternatives, and which model to ship."""
     lines = ["# ft_pipelines report", "",
@@ -347,6 +383,7 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
     if "finetuned" in results and "pruned" in results:
         lines += _pruning_section(results, pruning)
     lines += _calibration_section(results)
+    lines += _int8_section(export_report)
     lines += _baseline_section(results)
     lines += _ship_section(results)
     return "\n".join(lines) + "\n"

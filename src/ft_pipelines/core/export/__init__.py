@@ -18,13 +18,14 @@ from ft_pipelines.core.export.evaluate import (
     score_onnx,
 )
 from ft_pipelines.core.export.exporter import describe_source, export_classifier, export_onnx
+from ft_pipelines.core.export.int8_search import search_int8
 from ft_pipelines.core.export.predict import (
     PREDICTION_COLUMNS,
     iter_inputs,
     predict_rows,
     predictions_table,
 )
-from ft_pipelines.core.export.quantize import quantize_int8
+from ft_pipelines.core.export.quantize import INT8_CONFIGS, quantize_config, quantize_int8
 from ft_pipelines.core.export.report import (
     EXPORTED_MODELS,
     MODEL_CHOICES,
@@ -54,6 +55,7 @@ __all__ = [
     "CPU",
     "CUDA",
     "EXPORTED_MODELS",
+    "INT8_CONFIGS",
     "INPUT_NAME",
     "MODEL_CHOICES",
     "OUTPUT_NAME",
@@ -78,10 +80,12 @@ __all__ = [
     "evaluated_recommendation",
     "evaluation_matches_export",
     "provenance_warning",
+    "quantize_config",
     "quantize_int8",
     "recommend",
     "resolve_model_choice",
     "score_onnx",
+    "search_int8",
     "session_options",
     "softmax",
     "torch_logits",

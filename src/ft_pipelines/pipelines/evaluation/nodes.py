@@ -48,8 +48,9 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
 
 
 def write_report(finetune_plan: dict, evaluation_metrics: dict | None, pruning_summary: dict,
-                 dataset_profile: dict) -> str:
+                 dataset_profile: dict, export_report: dict | None = None) -> str:
     if evaluation_metrics is None:  # the catalog loads None while none was ever saved
         raise ValueError("No evaluation_metrics saved yet: run `kedro run --pipelines=evaluation`"
                          " (the report is written from it)")
-    return render_report(finetune_plan, evaluation_metrics, pruning_summary, dataset_profile)
+    return render_report(finetune_plan, evaluation_metrics, pruning_summary, dataset_profile,
+                         export_report)
