@@ -21,7 +21,7 @@ SETTINGS = {"histogram_images": 16, "max_drop": 100.0, "threads": 1, "batch": 8,
 
 
 def test_every_configuration_is_a_row_and_one_is_kept(tiny_onnx, tiny_data):
-    configs = ["qdq_u8s8_channel_minmax", "qop_u8s8_tensor_minmax",
+    configs = ["qdq_u8s8_channel_minmax", "qop_u8s8_channel_minmax",
                "qdq_u8s8_channel_percentile"]
     val, test = tiny_images(24, seed=1), tiny_images(24, seed=2)
     int8, search = search_int8(tiny_onnx, tiny_data.images.numpy(), val, test,

@@ -96,7 +96,6 @@ INT8_CONFIGS: dict[str, Int8Config] = {
     "qdq_u8s8_tensor_minmax": Int8Config(per_channel=False),
     "qdq_s8s8_channel_minmax": Int8Config(activations="int8"),
     "qop_u8s8_channel_minmax": Int8Config(format="QOperator"),
-    "qop_u8s8_tensor_minmax": Int8Config(format="QOperator", per_channel=False),
     "qdq_u8s8_channel_minmax_fp32_first_last": Int8Config(keep_fp32=("first", "last")),
     "qdq_u8s8_channel_minmax_fp32_depthwise": Int8Config(keep_fp32=("depthwise",)),
     "qdq_u8s8_channel_entropy": Int8Config(calibration="entropy"),
