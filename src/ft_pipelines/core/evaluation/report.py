@@ -333,7 +333,7 @@ def _int8_section(export_report: dict[str, Any] | None) -> list[str]:
     verdict = "int8 pays" if search.get("pays") else "int8 does not pay: fp32 is shipped"
     target = ("meets" if search.get("meets_target") else "misses")
     lines += ["", f"**{verdict}.** {search.get('reason', '')}. The kept configuration {target} "
-                  "the target of <= 0.75x fp32 latency or >= 1.8x its throughput."]
+                  "the target of <= 0.75x fp32 latency and >= 1.8x its throughput."]
     return lines
 
 
