@@ -96,6 +96,9 @@ def _edit_sidecar(tmp_path, tiny_onnx, edit):
     (lambda s: s.update(class_names=s["class_names"][:-1]),
      f"class_names has {len(CLASSES) - 1} names but the graph outputs {len(CLASSES)}"),
     (lambda s: s.update(class_names="abc"), "class_names must be a non-empty list of strings"),
+    (lambda s: s.update(temperature=0), "temperature must be a finite number > 0"),
+    (lambda s: s.update(temperature=float("inf")), "temperature must be a finite number > 0"),
+    (lambda s: s.update(temperature="2"), "temperature must be a finite number > 0"),
 ])
 def test_a_crafted_sidecar_is_refused_naming_the_file_and_the_fix(tmp_path, tiny_onnx, edit,
                                                                  refusal):
@@ -113,3 +116,13 @@ def test_a_sidecar_that_is_not_json_names_the_file(tmp_path, tiny_onnx):
     sidecar.write_text("{not json")
     with pytest.raises(DatasetError, match=f"{sidecar}: not a JSON sidecar"):
         dataset(tmp_path).load()
+
+
+def test_a_sidecar_without_temperature_loads_at_one_and_a_stored_one_round_trips(tmp_path,
+                                                                               tiny_onnx):
+    assert "temperature" not in tiny_onnx.sidecar  # as written before calibration existed
+    dataset(tmp_path, save=V1).save(tiny_onnx)
+    assert dataset(tmp_path, load=V1).load().temperature == 1.0
+    calibrated = tiny_onnx.with_graph(tiny_onnx.model_bytes, temperature=2.5)
+    dataset(tmp_path, save=V2).save(calibrated)
+    assert dataset(tmp_path, load=V2).load().temperature == 2.5

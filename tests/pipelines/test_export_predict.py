@@ -68,6 +68,15 @@ def test_ci_chain_then_predict_on_new_images(ci_chain, ci_chain_copy, tmp_path):
                          .read_text())
     assert sidecar["source_model"]["artifact"]["version"] == pruned_version
     assert sidecar["class_names"] == [str(i) for i in range(10)]
+    # every int8 configuration tried is a row; the kept one is the file; T fitted per file
+    trials = report["int8_trials"]
+    assert len(trials) >= 6 and sum(t["chosen"] for t in trials) == 1
+    assert all({"latency_ms", "throughput", "top1"} <= set(t) for t in trials if "error" not in t)
+    kept = next(t["config"] for t in trials if t["chosen"])
+    assert int8["quantization"]["config"] == kept
+    assert int8["recommended"] is False or report["int8_search"]["pays"]
+    assert sidecar["temperature"] > 0
+    assert report["models"]["pruned_onnx"]["calibration"]["temperature"] == sidecar["temperature"]
 
     # predict on top of the chain (in a copy), typed as a user types it
     project = ci_chain_copy

@@ -78,3 +78,16 @@ def test_classify_answers_every_image_and_reports_the_unreadable_one():
     assert rows[1]["error"] == broken and rows[0]["error"] is None
     assert [entry["class"] for entry in rows[0]["top5"]] == ["b", "c", "a"]
     assert abs(sum(entry["probability"] for entry in rows[0]["top5"]) - 1) < 1e-9
+
+
+def test_classify_divides_the_logits_by_the_temperature():
+    decoded = [image_classifier.decode_for_model(png(mode="RGB"), 8)]
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        return np.array([[0.0, 2.0, 1.0]] * len(images))
+
+    plain = image_classifier.classify(decoded, logits, ["a", "b", "c"])[0]
+    soft = image_classifier.classify(decoded, logits, ["a", "b", "c"], temperature=2.0)[0]
+    assert soft["predicted_class"] == plain["predicted_class"] == "b"
+    expected = np.exp(1.0) / (1 + np.exp(1.0) + np.exp(0.5))  # softmax([0, 1, 0.5])[1]
+    assert abs(soft["probability"] - expected) < 1e-12 < plain["probability"] - expected

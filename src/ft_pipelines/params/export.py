@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ft_pipelines.params.base import Count, Fraction, Schema, Seed
+from ft_pipelines.params.base import Count, Fraction, NonNegativeInt, Schema, Seed
+
+# The names of core.export.quantize.INT8_CONFIGS (a test checks they match).
+Int8ConfigName = Literal[
+    "qdq_u8s8_channel_minmax", "qdq_u8s8_tensor_minmax", "qdq_s8s8_channel_minmax",
+    "qop_u8s8_channel_minmax",
+    "qdq_u8s8_channel_minmax_fp32_first_last", "qdq_u8s8_channel_minmax_fp32_depthwise",
+    "qdq_u8s8_channel_entropy", "qdq_u8s8_channel_percentile"]
 
 
 class ExportParams(Schema):
@@ -14,7 +21,13 @@ class ExportParams(Schema):
     max_disagreement: Fraction = 0.005      # test images whose ONNX top-1 may differ from PyTorch
     quantize: Literal["int8"] | None = "int8"   # null: no int8 model
     calibration_images: Count = 128         # training images that calibrate int8 activations
-    max_int8_drop: float = Field(default=1.0, ge=0)  # test top-1 points int8 may lose vs fp32
+    histogram_calibration_images: Count = 32  # ... for the entropy / percentile calibrations
+    int8_configs: list[Int8ConfigName] | None = None  # configurations tried; null: all
+    max_int8_drop: float = Field(default=1.0, ge=0)  # top-1 points int8 may lose vs fp32
+    timing_rounds: int = Field(default=5, ge=5)  # rounds alternating fp32 and the int8 trials
+    latency_runs: Count = 25                # batch-1 calls per model, spread over the rounds
+    latency_warmup: NonNegativeInt = 5      # untimed calls per model first
+    throughput_batch: Count = 64            # batch of the throughput timing
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
     seed: Seed = 0                          # which calibration images
 

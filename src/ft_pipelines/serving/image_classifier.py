@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,8 +94,14 @@ def normalise(images_uint8: np.ndarray, mean: Sequence[float], std: Sequence[flo
     return (images_uint8.astype(np.float32) / np.float32(255.0) - mean_) / std_
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities of softmax(logits / temperature): the temperature of the sidecar
+    (fitted on the validation split at export) makes them calibrated; argmax is unchanged."""
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
+    shifted = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(shifted.astype(np.float64))
     return exp / exp.sum(axis=1, keepdims=True)
 
@@ -109,12 +116,14 @@ def top_prediction(probs: np.ndarray, class_names: Sequence[str], k: int = TOP_K
 
 
 def classify(decoded: Sequence[np.ndarray | str], logits: Callable[[np.ndarray], np.ndarray],
-             class_names: Sequence[str]) -> list[dict[str, Any]]:
+             class_names: Sequence[str], temperature: float = 1.0) -> list[dict[str, Any]]:
     """One answer per decoded image, in order: ``top_prediction``, or for a str (why the image
     could not be read) that ``error`` and no class. ``logits`` maps uint8 [N, 3, H, W] to
-    [N, classes]; it runs once, on the readable images only."""
+    [N, classes]; it runs once, on the readable images only. Probabilities are
+    softmax(logits / ``temperature``), the sidecar's calibration."""
     good = [pixels for pixels in decoded if not isinstance(pixels, str)]
-    probs = iter(softmax(logits(np.stack(good).transpose(0, 3, 1, 2))) if good else [])
+    probs = iter(softmax(logits(np.stack(good).transpose(0, 3, 1, 2)), temperature)
+                 if good else [])
     return [{"predicted_class": None, "probability": None, "top5": None, "error": pixels}
             if isinstance(pixels, str) else top_prediction(next(probs), class_names)
             for pixels in decoded]

@@ -61,7 +61,8 @@ class OnnxImageClassifier(PythonModel):
         for value in model_input[IMAGE_COLUMN].tolist():
             data = image_bytes_of(value)
             decoded.append(data if isinstance(data, str) else decode_for_model(data, size))
-        rows = classify(decoded, self._logits, list(self.sidecar["class_names"]))
+        rows = classify(decoded, self._logits, list(self.sidecar["class_names"]),
+                        float(self.sidecar.get("temperature", 1.0)))  # 1.0: older sidecars
         # object columns keep None as None (JSON null), where pandas would make it NaN
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS, index=model_input.index, dtype=object)
 

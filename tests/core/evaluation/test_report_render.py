@@ -50,3 +50,34 @@ def test_without_a_pruned_model_there_is_no_trade_off_section():
     results = {k: v for k, v in RESULTS.items() if k != "pruned"}
     report = render_report(PLAN, results, PRUNING, PROFILE)
     assert "pruned" not in report and "taylor_gate" not in report
+
+
+def test_ece_before_and_after_the_temperature_and_within_round_ratios():
+    finetuned = {**RESULTS["finetuned"], "ece_uncalibrated": 0.0612, "ece": 0.0201,
+                 "temperature": 1.8, "latency_rounds_ms": [10.0, 20.0, 10.0, 10.0, 10.0],
+                 "throughput_rounds": [800.0] * 5, "latency_spread_ms": 0.5}
+    pruned = {**RESULTS["pruned"], "latency_rounds_ms": [5.0, 10.0, 5.0, 5.0, 5.0],
+              "throughput_rounds": [1600.0] * 5}
+    report = render_report(PLAN, {**RESULTS, "finetuned": finetuned, "pruned": pruned},
+                           PRUNING, PROFILE)
+    assert "## Calibrated probabilities" in report
+    assert "| finetuned | 1.800 | 0.0612 | 0.0201 |" in report
+    assert "(0.50x); throughput" in report and "(2.00x)." in report  # per-round ratios
+    assert "9.50 ± 0.50" in report
+
+
+def test_the_int8_trials_are_listed_with_the_verdict():
+    timing = {"latency_ms": 1.2, "latency_spread_ms": 0.1, "throughput": 900.0}
+    trial = {"config": "qdq_u8s8_channel_minmax", "format": "QDQ", "per_channel": True,
+             "activations": "uint8", "calibration_method": "minmax", "keep_fp32": [],
+             **timing, "latency_ratio": 1.1, "throughput_ratio": 0.9, "val_top1": 0.98,
+             "top1": 0.97, "chosen": True}
+    export_report = {"int8_trials": [trial, {"config": "qop_s8s8", "error": "Fail: no"}],
+                     "int8_search": {"fp32": {**timing, "val_top1": 0.99, "top1": 0.98},
+                                     "pays": False, "meets_target": False,
+                                     "reason": "no int8 configuration is faster than fp32"}}
+    report = render_report(PLAN, RESULTS, PRUNING, PROFILE, export_report)
+    assert "## int8: which configuration pays" in report
+    assert "| qdq_u8s8_channel_minmax | QDQ | channel | U8S8 | minmax | - | 1.20 ± 0.10 (1.10x)" \
+        in report
+    assert "int8 does not pay: fp32 is shipped" in report and "failed: Fail: no" in report

@@ -151,3 +151,19 @@ def test_an_image_file_is_read_up_to_a_bound(tmp_path):
     assert read_image_file(path, max_bytes=2048) == b"\0" * 2048
     with pytest.raises(NotAnImageFile, match="larger than"):
         read_image_file(path, max_bytes=1024)
+
+
+def test_predict_uses_the_sidecar_temperature(tmp_path, tiny_onnx):
+    folder = make_folder(tmp_path / "new")
+    hot = tiny_onnx.with_graph(tiny_onnx.model_bytes, temperature=0.25)
+    plain, sharp = (predictions_table(predict_rows(OnnxRunner(m), iter_inputs(folder)))
+                    for m in (tiny_onnx, hot))
+    assert list(plain["predicted_class"]) == list(sharp["predicted_class"])
+    good = plain["error"].isna()
+    files = list(plain.loc[good, "file"])
+    table = pd.DataFrame({"image": [(folder / f).read_bytes() for f in files], "label": 0})
+    images, _ = decode_images(table, tiny_onnx.input_size)
+    logits = OnnxRunner(tiny_onnx).logits(images.numpy())
+    np.testing.assert_allclose(sharp.loc[good, "probability"].to_numpy(),
+                               softmax(logits, 0.25).max(axis=1), rtol=1e-6)
+    assert (sharp.loc[good, "probability"] > plain.loc[good, "probability"]).all()

@@ -9,11 +9,19 @@ from ft_pipelines.core.evaluation.baselines import (
     pixel_baselines,
 )
 from ft_pipelines.core.evaluation.cost import (
+    TimedModel,
+    compare_timings,
     cost_metrics,
+    interleaved_rounds,
     measure_latency,
     measure_throughput,
+    round_order,
+    static_cost,
+    time_torch_models,
     timed_calls_ms,
+    timing_settings,
     timing_summary,
+    within_round_ratio,
 )
 from ft_pipelines.core.evaluation.metrics import (
     classification_metrics,
@@ -37,6 +45,14 @@ from ft_pipelines.core.evaluation.report import (
 )
 
 __all__ = [
+    "TimedModel",
+    "compare_timings",
+    "interleaved_rounds",
+    "round_order",
+    "static_cost",
+    "time_torch_models",
+    "timing_settings",
+    "within_round_ratio",
     "PIXEL_BASELINES",
     "REFERENCE_ROWS",
     "classification_metrics",

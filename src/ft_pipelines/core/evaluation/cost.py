@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,115 @@ def timing_summary(timings_1: list[float], timings_batch: list[float], batch: in
             "throughput_batch": batch}
 
 
+MIN_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class TimedModel:
+    """What the interleaved timer runs for one model: a forward pass at batch 1 (``one``) and
+    one at the throughput batch (``batch``); ``sync`` waits for asynchronous work (CUDA)."""
+
+    one: Callable[[], Any]
+    batch: Callable[[], Any]
+    sync: Callable[[], None] = field(default=lambda: None)
+
+
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The models' order in round ``round_index``: rotated by one each round, so every model
+    runs in every position equally often (no model always follows the same one)."""
+    shift = round_index % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
+def interleaved_rounds(models: dict[str, TimedModel], rounds: int, runs: int = 1,
+                       warmup: int = 1) -> dict[str, Any]:
+    """Time every model once per round, the order rotated each round (``round_order``).
+
+    Per model and round: the median of ``runs`` batch-1 calls (ms) and one call at the batch
+    (ms). On a shared machine the load drifts over seconds: models timed in the same round see
+    the same load, so per-round ratios compare them fairly where one pass per model does not.
+    Returns ``{"latency": {name: [ms per round]}, "batch": {...}, "calls": {name: [every
+    batch-1 call]}, "orders": [[names] per round]}``."""
+    if rounds < MIN_ROUNDS or runs < 1 or warmup < 0:
+        raise ValueError(f"Timing needs rounds >= {MIN_ROUNDS} and runs >= 1, warmup >= 0; got "
+                         f"rounds={rounds}, runs={runs}, warmup={warmup}")
+    names = list(models)
+    for name in names:  # first calls allocate and plan kernels: never timed
+        timed_calls_ms(models[name].one, warmup, 0, models[name].sync)
+        timed_calls_ms(models[name].batch, min(warmup, 1), 0, models[name].sync)
+    result: dict[str, Any] = {"latency": {n: [] for n in names}, "batch": {n: [] for n in names},
+                              "calls": {n: [] for n in names}, "orders": []}
+    for index in range(rounds):
+        order = round_order(names, index)
+        result["orders"].append(order)
+        for name in order:
+            model = models[name]
+            calls = timed_calls_ms(model.one, 0, runs, model.sync)
+            result["calls"][name] += calls
+            result["latency"][name].append(float(statistics.median(calls)))
+            result["batch"][name].append(timed_calls_ms(model.batch, 0, 1, model.sync)[0])
+    return result
+
+
+def _spread(values: list[float]) -> float:
+    """Interquartile range: how much the rounds disagree, robust to one disturbed round."""
+    low, high = np.percentile(values, [25, 75])
+    return float(high - low)
+
+
+def within_round_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of ``numerator[r] / denominator[r]``: a ratio of two models
+    measured under the same load, round by round."""
+    return float(statistics.median(a / b for a, b in zip(numerator, denominator, strict=True)))
+
+
+def compare_timings(models: dict[str, TimedModel], batch: int, *, rounds: int = 7,
+                    runs: int = 7, warmup: int = 2, reference: str | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Latency at batch 1 and throughput at ``batch`` of several models, interleaved
+    (``interleaved_rounds``): per model the median over rounds and its spread (IQR), the
+    per-round values, and with ``reference`` the within-round ratios to that model
+    (``latency_ratio``: < 1 is faster; ``throughput_ratio``: > 1 is faster)."""
+    if reference is not None and reference not in models:
+        raise ValueError(f"reference {reference!r} is not among the timed models {list(models)}")
+    timed = interleaved_rounds(models, rounds, runs, warmup)
+    summary: dict[str, dict[str, Any]] = {}
+    for name in models:
+        latency = timed["latency"][name]
+        throughput = [batch * 1000.0 / ms for ms in timed["batch"][name]]
+        row = {"latency_ms": float(statistics.median(latency)),
+               "latency_spread_ms": _spread(latency),
+               "latency_p90_ms": float(np.percentile(timed["calls"][name], 90)),
+               "throughput": float(statistics.median(throughput)),
+               "throughput_spread": _spread(throughput), "throughput_batch": int(batch),
+               "latency_rounds_ms": latency, "throughput_rounds": throughput,
+               "timing_rounds": rounds}
+        if reference is not None:
+            row.update(ratio_reference=reference,
+                       latency_ratio=within_round_ratio(latency, timed["latency"][reference]),
+                       throughput_ratio=within_round_ratio(timed["batch"][reference],
+                                                           timed["batch"][name]))
+        summary[name] = row
+    logger.info("Interleaved timing (%d rounds, batch 1 and %d): %s", rounds, batch,
+                {n: f"{r['latency_ms']:.2f} ms, {r['throughput']:.0f}/s" for n, r in
+                 summary.items()})
+    return summary
+
+
+def torch_timed_model(model: nn.Module, input_size: tuple[int, int, int], batch: int,
+                      device: torch.device, autocast: Callable[[], Any]) -> TimedModel:
+    """``TimedModel`` of a PyTorch model already in eval mode on ``device``: random inputs,
+    inference mode and ``autocast`` (the runtime's precision) around each call."""
+    one = torch.randn((1, *input_size), device=device)
+    many = torch.randn((batch, *input_size), device=device)
+
+    def forward(inputs: torch.Tensor) -> Any:
+        with torch.inference_mode(), autocast():
+            return model(inputs)
+
+    return TimedModel(lambda: forward(one), lambda: forward(many), lambda: _sync(device))
+
+
 def measure_latency(
     model: nn.Module,
     input_size: tuple[int, int, int],
@@ -107,19 +218,42 @@ def measure_throughput(
     return float(images_per_s)
 
 
+def static_cost(model: nn.Module) -> dict[str, Any]:
+    """Parameters, MACs (one image at the model's input size) and size of the weights."""
+    size = model.backbone_cfg.input_size
+    macs, _ = count_macs_params(model, torch.zeros(1, 3, size, size))
+    return {"params": count_params(model), "macs": macs, "size_bytes": model_size_bytes(model)}
+
+
+def timing_settings(params: dict[str, Any]) -> dict[str, int]:
+    """``compare_timings`` keywords from ``evaluation.*``: ``latency_runs`` batch-1 calls in all,
+    spread over ``timing_rounds`` rounds."""
+    rounds = int(params.get("timing_rounds", 7))
+    runs = max(1, -(-int(params.get("latency_runs", 50)) // rounds))  # ceil
+    return {"rounds": rounds, "runs": runs, "warmup": int(params.get("latency_warmup", 10))}
+
+
+def time_torch_models(models: dict[str, nn.Module], params: dict[str, Any],
+                      extra: dict[str, TimedModel] | None = None, reference: str | None = None
+                      ) -> dict[str, dict[str, Any]]:
+    """``compare_timings`` of PyTorch models (eval mode, on ``params["device"]`` in
+    ``params["precision"]`` meanwhile) and of ``extra`` ones (e.g. onnxruntime sessions),
+    all interleaved in the same rounds."""
+    runtime = resolve_runtime(params)
+    batch = int(params.get("throughput_batch", 64))
+    with contextlib.ExitStack() as stack:
+        timed = {}
+        for name, model in models.items():
+            stack.enter_context(preserved_modes(model, training=False))
+            stack.enter_context(on_device(model, runtime.device))
+            size = model.backbone_cfg.input_size
+            timed[name] = torch_timed_model(model, (3, size, size), batch,
+                                            torch.device(runtime.device), runtime.autocast)
+        timed.update(extra or {})
+        return compare_timings(timed, batch, reference=reference, **timing_settings(params))
+
+
 def cost_metrics(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
     """Parameters, MACs, size on disk, latency at batch 1 and throughput at batch 64, timed on
     ``params["device"]`` in ``params["precision"]`` (runtime.*; synchronised on GPUs)."""
-    size = model.backbone_cfg.input_size
-    shape = (3, size, size)
-    batch = int(params.get("throughput_batch", 64))
-    runtime = resolve_runtime(params)
-    with runtime.autocast():
-        latency = measure_latency(model, shape, 1, int(params.get("latency_warmup", 10)),
-                                  int(params.get("latency_runs", 50)), device=runtime.device)
-        throughput = measure_throughput(model, shape, batch, device=runtime.device)
-    macs, _ = count_macs_params(model, torch.zeros(1, *shape))
-    return {"params": count_params(model), "macs": macs,
-            "size_bytes": model_size_bytes(model), "latency_ms": latency["median_ms"],
-            "latency_p90_ms": latency["p90_ms"],
-            "throughput": throughput, "throughput_batch": batch}
+    return {**static_cost(model), **time_torch_models({"model": model}, params)["model"]}

@@ -14,11 +14,12 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from torch import nn
 
 from ft_pipelines.core.utils import normalise, on_device, preserved_modes
+from ft_pipelines.serving.image_classifier import softmax
 
 _TOP5_K = 5
 
 
-def predict(
+def predict_logits(
     model: nn.Module,
     images_uint8: torch.Tensor,
     mean: Sequence[float],
@@ -27,7 +28,7 @@ def predict(
     *,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Class probabilities [N, K] for uint8 images [N, C, H, W], normalised batch by batch.
+    """Logits [N, K] (float64) for uint8 images [N, C, H, W], normalised batch by batch.
 
     Normalisation is ``(x / 255 - mean) / std`` per channel, applied on the fly so the whole
     data set is never held in float.
@@ -49,11 +50,24 @@ def predict(
     with preserved_modes(model, training=False), on_device(model, device), torch.inference_mode():
         for start in range(0, images_uint8.shape[0], batch_size):
             batch = images_uint8[start : start + batch_size].to(device)
-            logits = model(normalise(batch, mean, std))
-            chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            chunks.append(model(normalise(batch, mean, std)).float().cpu().numpy())
     if not chunks:
         raise ValueError("predict got zero images; the split being evaluated is empty.")
     return np.concatenate(chunks).astype(np.float64)
+
+
+def predict(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 64,
+    *,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Class probabilities [N, K] (softmax of ``predict_logits``)."""
+    logits = predict_logits(model, images_uint8, mean, std, batch_size, device=device)
+    return softmax(logits)
 
 
 def _check_probs_labels(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from torch import nn
@@ -22,8 +23,14 @@ from ft_pipelines.core.evaluation.baselines import (
     linear_probe_model,
     pixel_baselines,
 )
-from ft_pipelines.core.evaluation.cost import cost_metrics
-from ft_pipelines.core.evaluation.metrics import classification_metrics, predict
+from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_temperature
+from ft_pipelines.core.evaluation.cost import (
+    TimedModel,
+    static_cost,
+    time_torch_models,
+    within_round_ratio,
+)
+from ft_pipelines.core.evaluation.metrics import predict_logits
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
 from ft_pipelines.core.utils import resolve_runtime
 
@@ -54,32 +61,62 @@ def flag_rejected_pruning(results: dict[str, Any], pruning: dict[str, Any],
             mark_not_recommended(results, name, reason)
 
 
+def _ratio_reference(names: list[str]) -> str | None:
+    """The row every within-round ratio is taken against: the fine-tuned model as shipped
+    (ONNX) when there is one, else the PyTorch one."""
+    return next((n for n in ("finetuned_onnx", "finetuned") if n in names), None)
+
+
+def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
+                             class_names: list[str], runtime: Any) -> dict[str, Any]:
+    """Test metrics of a PyTorch model with its probabilities temperature-scaled: T fitted on
+    the validation split (1.0 when there is none), as the export does for ONNX models."""
+    cfg = model.backbone_cfg
+
+    def logits(data: ImageData) -> np.ndarray:
+        with runtime.autocast():
+            return predict_logits(model, data.images, cfg.mean, cfg.std, device=runtime.device)
+
+    val = splits.get("val")
+    temperature = (fit_temperature(logits(val), val.labels.numpy())
+                   if val is not None and len(val) else 1.0)
+    test = splits["test"]
+    return calibrated_scores(logits(test), test.labels.numpy(), class_names, temperature)
+
+
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
-                    class_names: list[str], params: dict[str, Any]
+                    class_names: list[str], params: dict[str, Any],
+                    exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
     """Score every model on the test split, plus the pixel baselines.
 
     ``models``: ``linear_probe`` (the *pretrained* backbone: a logistic-regression head is
     fitted on its frozen features of the training split) and the trained classifiers.
+    ``exported``: rows scored elsewhere (onnxruntime) with what times them. Every PyTorch and
+    exported model is timed in the same interleaved rounds (``compare_timings``).
     """
     test = splits["test"]
     runtime = resolve_runtime(params)  # runtime.device / runtime.precision
-    results, figures = {}, {}
+    results, figures, timed_models = {}, {}, {}
     for name, model in models.items():
         if name == "linear_probe":
             model = linear_probe_model(model, splits["train"], len(class_names),
                                        int(params.get("probe_max_iter", 2000)),
                                        str(runtime.device))
         model.eval()
-        cfg = model.backbone_cfg
-        with runtime.autocast():
-            probs = predict(model, test.images, cfg.mean, cfg.std, device=runtime.device)
-        scores = classification_metrics(probs, test.labels.numpy(), class_names)
-        scores.update(cost_metrics(model, params))
+        scores = _calibrated_torch_scores(model, splits, class_names, runtime)
+        scores.update(static_cost(model))
         scores.update(runtime.describe())  # where latency/throughput were measured
-        results[name] = scores
-        logger.info("%s: top-1 %.4f, %.1f MMACs, %.2f ms", name, scores["top1"],
-                    scores["macs"] / 1e6, scores["latency_ms"])
+        results[name], timed_models[name] = scores, model
+    extra = {}
+    for name, (scores, timed) in (exported or {}).items():
+        results[name], extra[name] = scores, timed
+    timings = time_torch_models(timed_models, params, extra,
+                                _ratio_reference([*timed_models, *extra]))
+    for name, timing in timings.items():
+        results[name].update(timing)
+        logger.info("%s: top-1 %.4f, %.2f ms (spread %.2f)", name, results[name]["top1"],
+                    timing["latency_ms"], timing["latency_spread_ms"])
     if params.get("pixel_baselines", True):
         results.update(pixel_baselines(splits["train"], test, class_names, params))
     for name in REFERENCE_ROWS:
@@ -155,6 +192,13 @@ def _mmacs(value: float | None) -> str:
     return f"{value / 1e6:.1f}" if value >= 1e5 else f"{value / 1e6:.4f}"
 
 
+def _latency(row: dict[str, Any]) -> str:
+    """Median latency, with the spread of the interleaved rounds (IQR) when measured."""
+    text = _number(row.get("latency_ms"), ".2f")
+    spread = row.get("latency_spread_ms")
+    return text if spread is None or row.get("latency_ms") is None else f"{text} ± {spread:.2f}"
+
+
 def _results_table(results: dict[str, Any]) -> list[str]:
     batch = next((r["throughput_batch"] for r in results.values()
                   if r.get("throughput_batch") is not None), None)
@@ -167,9 +211,20 @@ def _results_table(results: dict[str, Any]) -> list[str]:
             f"| {name} | {_pct(r['top1'])} | {_pct(r.get('top5'))} | "
             f"{_number(r.get('macro_f1'), '.4f')} | {_number(r.get('ece'), '.4f')} | "
             f"{_number(r.get('params'), ',.0f')} | {_mmacs(r.get('macs'))} | "
-            f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_number(r.get('latency_ms'), '.2f')} | "
+            f"{_number(r.get('size_bytes'), '.2f', 1e6)} | {_latency(r)} | "
             f"{_number(r.get('throughput'), '.0f')} | {ship} |")
     return lines
+
+
+def _ratio(row: dict[str, Any], reference: dict[str, Any], metric: str) -> str:
+    """``row`` over ``reference`` for ``latency`` or ``throughput``: the median of per-round
+    ratios when both were timed in the same interleaved rounds, else of the medians."""
+    rounds = {"latency": "latency_rounds_ms", "throughput": "throughput_rounds"}[metric]
+    column = {"latency": "latency_ms", "throughput": "throughput"}[metric]
+    mine, theirs = row.get(rounds), reference.get(rounds)
+    if mine and theirs and len(mine) == len(theirs):
+        return f"{within_round_ratio(mine, theirs):.2f}"
+    return f"{row[column] / reference[column]:.2f}"
 
 
 def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[str]:
@@ -178,8 +233,8 @@ def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[s
              f"- MACs: {1 - pr['macs'] / ft['macs']:.1%} fewer; parameters: "
              f"{1 - pr['params'] / ft['params']:.1%} fewer.",
              f"- CPU latency (batch 1): {ft['latency_ms']:.2f} -> {pr['latency_ms']:.2f} ms "
-             f"({pr['latency_ms'] / ft['latency_ms']:.2f}x); throughput {ft['throughput']:.0f} -> "
-             f"{pr['throughput']:.0f} img/s ({pr['throughput'] / ft['throughput']:.2f}x).",
+             f"({_ratio(pr, ft, 'latency')}x); throughput {ft['throughput']:.0f} -> "
+             f"{pr['throughput']:.0f} img/s ({_ratio(pr, ft, 'throughput')}x).",
              f"- Test top-1: {_pct(ft['top1'])} -> {_pct(pr['top1'])} "
              f"({100 * (pr['top1'] - ft['top1']):+.2f} points).",
              f"- Importance: `{pruning.get('importance')}`, target `{pruning.get('target')}` "
@@ -225,6 +280,63 @@ def _baseline_section(results: dict[str, Any]) -> list[str]:
             f"- `{name}`: {row['note']}." for name, row in cheap.items() if row.get("note")]
 
 
+def _calibration_section(results: dict[str, Any]) -> list[str]:
+    """ECE on the test split before and after each model's temperature (fitted on the
+    validation split: by the export for ONNX files, by the evaluation for PyTorch models)."""
+    rows = {n: r for n, r in results.items() if r.get("ece_uncalibrated") is not None}
+    if not rows:
+        return []
+    lines = ["", "## Calibrated probabilities", "",
+             "Temperature scaling (Guo et al. 2017): the logits are divided by T, fitted on the "
+             "validation split by minimising the negative log-likelihood; predictions are "
+             "unchanged, probabilities (and `predict`'s) use T. Test ECE (15 bins):", "",
+             "| model | T | ECE before | ECE after |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r.get('temperature', 1.0):.3f} | {r['ece_uncalibrated']:.4f} | "
+              f"{r['ece']:.4f} |" for n, r in rows.items()]
+    worse = [n for n, r in rows.items() if r["ece"] > r["ece_uncalibrated"] + 1e-12]
+    if worse:
+        lines.append(f"\nThe temperature did not lower the test ECE of "
+                     f"{', '.join(f'`{n}`' for n in worse)}: the validation split it was fitted "
+                     "on is small or differs from the test split.")
+    return lines
+
+
+def _int8_row(name: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {name} | failed: {r['error'][:80]} |||||||||"
+    fp32 = ", ".join(r.get("keep_fp32") or []) or "-"
+    return (f"| {name} | {r['format']} | {'channel' if r['per_channel'] else 'tensor'} | "
+            f"{'U8S8' if r['activations'] == 'uint8' else 'S8S8'} | {r['calibration_method']} "
+            f"| {fp32} | {r['latency_ms']:.2f} ± {r['latency_spread_ms']:.2f} "
+            f"({r['latency_ratio']:.2f}x) | {r['throughput']:.0f} ({r['throughput_ratio']:.2f}x) "
+            f"| {_pct(r['val_top1'])} | {_pct(r['top1'])} | {'**yes**' if r['chosen'] else ''} |")
+
+
+def _int8_section(export_report: dict[str, Any] | None) -> list[str]:
+    """Every int8 configuration the export tried against the fp32 pruned model."""
+    trials = (export_report or {}).get("int8_trials") or []
+    search = (export_report or {}).get("int8_search") or {}
+    if not trials or "fp32" not in search:
+        return []
+    fp32 = search["fp32"]
+    lines = ["", "## int8: which configuration pays", "",
+             "Each configuration of the pruned model, timed in onnxruntime against its fp32 "
+             "self in the same interleaved rounds (median ± IQR; ratios are medians of "
+             "per-round ratios); chosen on validation top-1, test top-1 reported.", "",
+             "| config | format | weights | act/weights | calibration | fp32 layers | "
+             "latency, batch 1 (ms) | throughput (img/s) | val top-1 | test top-1 | chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| fp32 (pruned_onnx) | | | | | | {fp32['latency_ms']:.2f} ± "
+             f"{fp32['latency_spread_ms']:.2f} | {fp32['throughput']:.0f} | "
+             f"{_pct(fp32['val_top1'])} | {_pct(fp32['top1'])} | |"]
+    lines += [_int8_row(r["config"], r) for r in trials]
+    verdict = "int8 pays" if search.get("pays") else "int8 does not pay: fp32 is shipped"
+    target = ("meets" if search.get("meets_target") else "misses")
+    lines += ["", f"**{verdict}.** {search.get('reason', '')}. The kept configuration {target} "
+                  "the target of <= 0.75x fp32 latency and >= 1.8x its throughput."]
+    return lines
+
+
 def _ship_section(results: dict[str, Any]) -> list[str]:
     ship = ship_recommendation(results)
     lines = ["", "## Which model to ship", ""]
@@ -256,7 +368,7 @@ def _ship_section(results: dict[str, Any]) -> list[str]:
 
 
 def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[str, Any],
-                  profile: dict[str, Any]) -> str:
+                  profile: dict[str, Any], export_report: dict[str, Any] | None = None) -> str:
     """A short Markdown report: what was chosen and why, what it reached, what pruning traded,
     whether fine-tuning beat the cheap alternatives, and which model to ship."""
     lines = ["# ft_pipelines report", "",
@@ -270,6 +382,8 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
     lines += _results_table(results)
     if "finetuned" in results and "pruned" in results:
         lines += _pruning_section(results, pruning)
+    lines += _calibration_section(results)
+    lines += _int8_section(export_report)
     lines += _baseline_section(results)
     lines += _ship_section(results)
     return "\n".join(lines) + "\n"

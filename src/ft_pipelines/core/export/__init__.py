@@ -10,15 +10,22 @@ from ft_pipelines.core.export.artifact import (
     NotExported,
     OnnxModel,
 )
-from ft_pipelines.core.export.evaluate import evaluate_onnx, onnx_cost_metrics
+from ft_pipelines.core.export.evaluate import (
+    calibrate_onnx,
+    evaluate_onnx,
+    onnx_cost_metrics,
+    onnx_timed_model,
+    score_onnx,
+)
 from ft_pipelines.core.export.exporter import describe_source, export_classifier, export_onnx
+from ft_pipelines.core.export.int8_search import search_int8
 from ft_pipelines.core.export.predict import (
     PREDICTION_COLUMNS,
     iter_inputs,
     predict_rows,
     predictions_table,
 )
-from ft_pipelines.core.export.quantize import quantize_int8
+from ft_pipelines.core.export.quantize import INT8_CONFIGS, quantize_config, quantize_int8
 from ft_pipelines.core.export.report import (
     EXPORTED_MODELS,
     MODEL_CHOICES,
@@ -48,6 +55,7 @@ __all__ = [
     "CPU",
     "CUDA",
     "EXPORTED_MODELS",
+    "INT8_CONFIGS",
     "INPUT_NAME",
     "MODEL_CHOICES",
     "OUTPUT_NAME",
@@ -57,6 +65,7 @@ __all__ = [
     "OnnxModel",
     "OnnxRunner",
     "assess_int8",
+    "calibrate_onnx",
     "compare_logits",
     "describe_source",
     "evaluate_onnx",
@@ -65,14 +74,18 @@ __all__ = [
     "export_onnx",
     "iter_inputs",
     "onnx_cost_metrics",
+    "onnx_timed_model",
     "predict_rows",
     "predictions_table",
     "evaluated_recommendation",
     "evaluation_matches_export",
     "provenance_warning",
+    "quantize_config",
     "quantize_int8",
     "recommend",
     "resolve_model_choice",
+    "score_onnx",
+    "search_int8",
     "session_options",
     "softmax",
     "torch_logits",

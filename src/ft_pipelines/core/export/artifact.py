@@ -72,6 +72,12 @@ class OnnxModel:
         return str(self.sidecar["precision"])
 
     @property
+    def temperature(self) -> float:
+        """Divides the logits before softmax (calibration); 1.0 for sidecars written before
+        the export fitted one."""
+        return float(self.sidecar.get("temperature", 1.0))
+
+    @property
     def sha256(self) -> str:
         return str(self.sidecar["sha256"])
 
@@ -127,6 +133,10 @@ def _value_problems(sidecar: dict[str, Any]) -> list[str]:
         problems.append(f"input.mean must be 3 finite numbers, got {given.get('mean')!r}")
     if not _numbers(given.get("std"), positive=True):
         problems.append(f"input.std must be 3 finite numbers > 0, got {given.get('std')!r}")
+    temperature = sidecar.get("temperature", 1.0)  # absent in sidecars older than calibration
+    if not (isinstance(temperature, int | float) and not isinstance(temperature, bool)
+            and math.isfinite(temperature) and temperature > 0):
+        problems.append(f"temperature must be a finite number > 0, got {temperature!r}")
     return problems
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.evaluation import classification_metrics, timed_calls_ms, timing_summary
+from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_calibration
+from ft_pipelines.core.evaluation.cost import TimedModel, compare_timings, timing_settings
 from ft_pipelines.core.export.artifact import OnnxModel
-from ft_pipelines.core.export.runtime import CPU, OnnxRunner, softmax
+from ft_pipelines.core.export.runtime import CPU, OnnxRunner
 
 logger = logging.getLogger(__name__)
 
@@ -24,35 +25,41 @@ def _random_batch(runner: OnnxRunner, batch_size: int) -> np.ndarray:
                                                     dtype=np.float32)
 
 
+def onnx_timed_model(runner: OnnxRunner, batch: int) -> TimedModel:
+    """What the interleaved timer (``compare_timings``) runs for an onnxruntime session."""
+    one, many = _random_batch(runner, 1), _random_batch(runner, batch)
+    return TimedModel(lambda: runner.run(one), lambda: runner.run(many))
+
+
+def onnx_static_cost(runner: OnnxRunner) -> dict[str, Any]:
+    """Size of the file, parameters and MACs of its source model, the runtime and threads."""
+    source = runner.model.sidecar.get("source_model") or {}
+    options = runner.session.get_session_options()
+    return {"params": source.get("params"), "macs": source.get("macs"),
+            "size_bytes": len(runner.model.model_bytes),
+            "runtime": f"onnxruntime {ort.__version__} {runner.provider}",
+            "threads": int(options.intra_op_num_threads)}
+
+
 def onnx_cost_metrics(runner: OnnxRunner, params: dict[str, Any]) -> dict[str, Any]:
     """Size, parameters and MACs (of the source model), latency and throughput.
 
     ``params`` are the ``evaluation.*`` keys the PyTorch path reads: ``latency_warmup``,
-    ``latency_runs``, ``throughput_batch``.
+    ``latency_runs``, ``timing_rounds``, ``throughput_batch``.
     """
     if int(params.get("latency_runs", 50)) < 1:
         raise ValueError("evaluation.latency_runs must be >= 1")
-    one = _random_batch(runner, 1)
-    latency = timed_calls_ms(lambda: runner.run(one), int(params.get("latency_warmup", 10)),
-                             int(params.get("latency_runs", 50)))
     batch = int(params.get("throughput_batch", 64))
-    many = _random_batch(runner, batch)
-    throughput_ms = timed_calls_ms(lambda: runner.run(many), 2, 5)  # as measure_throughput
-    source = runner.model.sidecar.get("source_model") or {}
-    options = runner.session.get_session_options()
-    return {
-        "params": source.get("params"), "macs": source.get("macs"),
-        "size_bytes": len(runner.model.model_bytes),
-        **timing_summary(latency, throughput_ms, batch),
-        "runtime": f"onnxruntime {ort.__version__} {runner.provider}",
-        "threads": int(options.intra_op_num_threads),
-    }
+    timing = compare_timings({"model": onnx_timed_model(runner, batch)}, batch,
+                             **timing_settings(params))["model"]
+    return {**onnx_static_cost(runner), **timing}
 
 
-def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
-                  params: dict[str, Any], *, provider: str = CPU,
-                  threads: int | None = None) -> dict[str, Any]:
-    """The metrics dict of ``core.evaluation.evaluate_models`` for one exported model.
+def score_onnx(model: OnnxModel, data: ImageData, class_names: list[str], params: dict[str, Any],
+               *, provider: str = CPU, threads: int | None = None
+               ) -> tuple[dict[str, Any], TimedModel]:
+    """Accuracy and calibration of an exported model on ``data`` and its static cost, with the
+    ``TimedModel`` that times it (interleaved with others by the caller).
 
     ``threads`` defaults to PyTorch's current thread count, so rows are comparable.
     """
@@ -61,10 +68,38 @@ def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
                          f"class_names {list(class_names)}: evaluate it on the data it was "
                          "trained for")
     runner = OnnxRunner(model, provider, threads)
-    probs = softmax(runner.logits(data.images.numpy()))
-    scores = classification_metrics(probs, data.labels.numpy(), list(class_names))
-    scores.update(onnx_cost_metrics(runner, params))
+    # the temperature the export fitted on the validation split (1.0 in older sidecars)
+    scores = calibrated_scores(runner.logits(data.images.numpy()), data.labels.numpy(),
+                               list(class_names), model.temperature)
+    scores.update(onnx_static_cost(runner))
     scores["sha256"] = model.sha256  # which file: predict checks the report is about it
+    return scores, onnx_timed_model(runner, int(params.get("throughput_batch", 64)))
+
+
+def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
+                  params: dict[str, Any], *, provider: str = CPU,
+                  threads: int | None = None) -> dict[str, Any]:
+    """The metrics dict of ``core.evaluation.evaluate_models`` for one exported model, timed
+    alone (several models: ``score_onnx`` and time them together)."""
+    scores, timed = score_onnx(model, data, class_names, params, provider=provider,
+                               threads=threads)
+    batch = int(params.get("throughput_batch", 64))
+    scores.update(compare_timings({"model": timed}, batch, **timing_settings(params))["model"])
     logger.info("ONNX %s (%s): top-1 %.4f, %.2f ms at batch 1", model.precision, provider,
                 scores["top1"], scores["latency_ms"])
     return scores
+
+
+def calibrate_onnx(model: OnnxModel, val: ImageData, *, threads: int | None = None
+                   ) -> tuple[OnnxModel, dict[str, Any]]:
+    """Fit the temperature of ``model`` on the validation split (``fit_calibration``) and store
+    it in the sidecar (the ONNX bytes are unchanged); returns the model and the fit's NLL and
+    ECE before/after on that split. No validation images: T = 1.0, said in the summary."""
+    if len(val) == 0:
+        return model.with_graph(model.model_bytes, temperature=1.0), {
+            "temperature": 1.0, "skipped": "no validation images to fit a temperature on"}
+    logits = OnnxRunner(model, CPU, threads).logits(val.images.numpy())
+    fitted = fit_calibration(logits, val.labels.numpy())
+    logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
+                fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
+    return model.with_graph(model.model_bytes, temperature=fitted["temperature"]), fitted

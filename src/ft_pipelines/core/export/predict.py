@@ -128,7 +128,8 @@ def predict_rows(runner: OnnxRunner, items: Iterable[Item], batch_size: int = 64
     for batch in _batches(items, batch_size):
         decoded = [data if isinstance(data, str) else decode_for_model(data, size)
                    for _, data in batch]
-        for (name, _), row in zip(batch, classify(decoded, runner.logits, class_names),
+        for (name, _), row in zip(batch, classify(decoded, runner.logits, class_names,
+                                                 runner.model.temperature),
                                   strict=True):
             yield {"file": name, **row}
 

@@ -11,13 +11,12 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.evaluation import (
     comparison_table,
-    confusion_matrix_figure,
     evaluate_models,
     flag_rejected_pruning,
     mark_not_recommended,
     render_report,
 )
-from ft_pipelines.core.export import OnnxModel, evaluate_onnx
+from ft_pipelines.core.export import OnnxModel, score_onnx
 from ft_pipelines.core.models import check_model_fits_data
 from ft_pipelines.params import EvaluationParams, RuntimeParams
 
@@ -36,15 +35,11 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
               "pruned": pruned_model}
     settings = {**evaluation.model_dump(), "device": runtime.device,
                 "precision": runtime.precision}
-    results, _, figures = evaluate_models(models, splits, class_names, settings)
-    exported = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
-                "pruned_int8": pruned_int8}
-    for name, model in exported.items():
-        if isinstance(model, OnnxModel):  # pruned_int8 is absent with export.quantize: null
-            results[name] = evaluate_onnx(model, splits["test"], class_names,
-                                          evaluation.model_dump())
-            figures[name] = confusion_matrix_figure(results[name]["confusion"], class_names,
-                                                    f"{name}: test confusion")
+    exported = {name: score_onnx(model, splits["test"], class_names, evaluation.model_dump())
+                for name, model in (("finetuned_onnx", finetuned_onnx),
+                                    ("pruned_onnx", pruned_onnx), ("pruned_int8", pruned_int8))
+                if isinstance(model, OnnxModel)}  # pruned_int8 is absent with quantize: null
+    results, _, figures = evaluate_models(models, splits, class_names, settings, exported)
     int8_check = (export_report.get("models") or {}).get("pruned_int8") or {}
     if "pruned_int8" in results and int8_check.get("recommended") is False:
         mark_not_recommended(results, "pruned_int8", int8_check["reason"])
@@ -53,8 +48,9 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
 
 
 def write_report(finetune_plan: dict, evaluation_metrics: dict | None, pruning_summary: dict,
-                 dataset_profile: dict) -> str:
+                 dataset_profile: dict, export_report: dict | None = None) -> str:
     if evaluation_metrics is None:  # the catalog loads None while none was ever saved
         raise ValueError("No evaluation_metrics saved yet: run `kedro run --pipelines=evaluation`"
                          " (the report is written from it)")
-    return render_report(finetune_plan, evaluation_metrics, pruning_summary, dataset_profile)
+    return render_report(finetune_plan, evaluation_metrics, pruning_summary, dataset_profile,
+                         export_report)

@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 write_report,
                 inputs=["finetune_plan", "evaluation_metrics", "pruning_summary",
-                        "dataset_profile"],
+                        "dataset_profile", "export_report"],
                 outputs="evaluation_report",
                 name="write_report",
             ),
