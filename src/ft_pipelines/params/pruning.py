@@ -9,6 +9,14 @@ from pydantic import Field, field_validator
 from ft_pipelines.params.base import Count, LearningRate, NonNegativeInt, Schema, Seed, Weight
 
 
+class DistillParams(Schema):
+    """Distillation from the fine-tuned model during recovery and fine-tuning (core/pruning/
+    distill.py): (1 - alpha) * CE + alpha * T^2 * KL(teacher / T || student / T)."""
+
+    alpha: float = Field(default=0.5, ge=0, le=1)   # weight of the teacher's soft targets
+    temperature: float = Field(default=4.0, gt=0)  # softens both distributions
+
+
 class PruningParams(Schema):
     importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
     target: Literal["channels", "macs"] = "macs"
@@ -29,6 +37,7 @@ class PruningParams(Schema):
     min_feature_channels: Count = 32        # layers feeding the classifier keep max(this, classes)
     max_val_drop: float = Field(default=2.0, ge=0)  # validation top-1 points: more -> back off
     max_attempts: Count = 3                 # pruning tries, the ratio halved after each failure
+    distill: DistillParams | None = DistillParams()  # null: recovery without a teacher
 
     @field_validator("ratio", mode="before")
     @classmethod

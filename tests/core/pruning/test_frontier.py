@@ -116,8 +116,9 @@ def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbon
                         lambda m, data: 0.9 if count_macs_params(m, x)[0] > 0.6 * macs0 else 0.3)
     params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.9, "target": "macs",
               "recovery_epochs": 1, "finetune_epochs": 1, "max_layer_ratio": 0.75,
-              "round_to": 8, "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1}
-    pruned, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+              "round_to": 8, "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1,
+              "distill": {"alpha": 0.5, "temperature": 4.0}}
+    pruned, summary, history = prune_and_finetune(model, table, tiny_splits(), params)
     steps = summary["steps"]
     assert steps[0]["step"] == 0 and steps[0]["macs"] == macs0
     kept = [r for r in steps if r["kept"]]
@@ -130,6 +131,7 @@ def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbon
     for layer, (before, after) in summary["layers"].items():
         assert after >= min(before, 8 * math.ceil(math.ceil(before * 0.25 - 1e-9) / 8)), layer
     assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert history["reg_term"].notna().all() and summary["distill"]["alpha"] == 0.5
     assert any("| yes |" in line for line in frontier_lines(summary))
     assert frontier_figure(steps).axes[0].get_xlabel().startswith("onnxruntime")
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random_scores
+from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
 from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
@@ -30,7 +31,7 @@ from ft_pipelines.core.pruning.gates import ChannelGates, taylor_scores, train_g
 from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.pruning.structural import prune_by_importance
-from ft_pipelines.core.regularizers import L2SP
+from ft_pipelines.core.regularizers import L2SP, CompositeRegularizer
 from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
@@ -195,17 +196,32 @@ def _feature_floor(model: nn.Module, params: dict[str, Any]) -> int:
     return max(num_classes, int(params.get("min_feature_channels", 1)))
 
 
+def _with_distillation(regularizer: Any, teacher: nn.Module | None, config: TrainConfig,
+                       splits: dict[str, ImageData], params: dict[str, Any]) -> Any:
+    """``regularizer`` plus distillation from ``teacher`` when ``pruning.distill`` is set."""
+    settings = params.get("distill")
+    if not settings or teacher is None:
+        return regularizer
+    check_plain_loss(config)
+    distill = Distillation(teacher, splits["train"].labels, float(settings.get("alpha", 0.5)),
+                           float(settings.get("temperature", 4.0)))
+    return distill if regularizer is None else CompositeRegularizer([regularizer, distill])
+
+
 def _finetune(model: nn.Module, table: pd.DataFrame, removed: dict[str, list[int]],  # noqa: PLR0917
               splits: dict[str, ImageData], params: dict[str, Any], epochs: int, seed: int,
-              checkpoint_dir: Path | None, progress: bool = True) -> pd.DataFrame:
+              checkpoint_dir: Path | None, teacher: nn.Module | None = None,
+              progress: bool = True) -> pd.DataFrame:
     """Importance-aware fine-tuning of a pruned ``model`` in place: L2-SP toward its current
-    weights, each surviving filter held by its importance (``removed``: original indices)."""
+    weights, each surviving filter held by its importance (``removed``: original indices), and
+    distillation from ``teacher`` when ``pruning.distill`` is set."""
     anchor = {k: v.detach().clone() for k, v in model.state_dict().items()}
     regularizer = L2SP(model, anchor, alpha=float(params.get("anchor_alpha", 0.01)), beta=0.0,
                        channel_strength=importance_strength(model, table, removed))
     lr = float(params.get("lr", 0.01))
     config = TrainConfig(epochs=epochs, lr_pretrained=lr, lr_new=lr, seed=seed,
                          warmup_epochs=0.0, progress=progress, **_runtime(params))
+    regularizer = _with_distillation(regularizer, teacher, config, splits, params)
     history = _train(model, splits, config, regularizer, checkpoint_dir)
     model.cpu()
     return history
@@ -215,7 +231,8 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
                 params: dict[str, Any], ratio: float, checkpoint_dir: Path | None
                 ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune a copy of ``model`` at ``ratio`` in ``steps`` with short recovery, then
-    importance-aware fine-tuning."""
+    importance-aware fine-tuning (distilled from ``model`` when ``pruning.distill`` is set)."""
+    teacher = model
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
     lr = float(params.get("lr", 0.01))
@@ -226,7 +243,8 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
             config = TrainConfig(epochs=int(params.get("recovery_epochs", 1)), lr_pretrained=lr,
                                  lr_new=lr, seed=seed + 100 + step, progress=False,
                                  **_runtime(params))
-            _train(pruned, splits, config)
+            _train(pruned, splits, config,
+                   _with_distillation(None, teacher, config, splits, params))
             pruned.cpu()
 
     summary = prune_by_importance(
@@ -235,7 +253,7 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
         max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
         round_to=params.get("round_to"), feature_floor=_feature_floor(model, params))
     history = _finetune(model, table, summary["removed_channels"], splits, params,
-                        int(params.get("finetune_epochs", 4)), seed, checkpoint_dir)
+                        int(params.get("finetune_epochs", 4)), seed, checkpoint_dir, teacher)
     summary.pop("removed_channels")  # original indices: large, and derivable from the table
     return model.cpu(), summary, history
 
@@ -243,11 +261,12 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
 def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one search step)
                 removed_before: dict[str, list[int]], original: dict[str, int],
                 splits: dict[str, ImageData], params: dict[str, Any], share: float,
-                index: int, checkpoint_dir: Path | None
+                index: int, checkpoint_dir: Path | None, teacher: nn.Module | None = None
                 ) -> tuple[nn.Module, dict[str, list[int]]]:
     """One step of the search: a copy of ``parent`` (already pruned by ``removed_before``,
     original indices) loses ``share`` of its MACs or channels in one go, then recovers for
-    ``recovery_epochs``. Returns (the pruned copy, original indices removed in all)."""
+    ``recovery_epochs`` (distilled from ``teacher``). Returns (the pruned copy, original
+    indices removed in all)."""
     model = copy.deepcopy(parent).cpu()
     model.requires_grad_(True)
     target = "channels" if params.get("target") == "channels" else "macs"
@@ -261,7 +280,8 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
     epochs = int(params.get("recovery_epochs", 1))
     if epochs > 0:
         _finetune(model, table, removed, splits, params, epochs,
-                  int(params.get("seed", 0)) + 100 + index, checkpoint_dir, progress=False)
+                  int(params.get("seed", 0)) + 100 + index, checkpoint_dir, teacher,
+                  progress=False)
     return model.cpu(), removed
 
 
@@ -313,7 +333,7 @@ def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
         "val_drop_points": kept["val_drop_points"], "max_val_drop": params.get("max_val_drop"),
-        "accepted": accepted, "attempts": attempts})
+        "distill": params.get("distill"), "accepted": accepted, "attempts": attempts})
     _warn_if_rejected(summary)
     return pruned, summary, history
 
@@ -360,7 +380,7 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
         parent, removed_before = current
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
-                                      share, index, directory)
+                                      share, index, directory, teacher=model)
         row = _measured_row(pruned, params)
         details = {**row, "macs_ratio": row["macs"] / first["macs"]}
         return StepOutcome((pruned, removed), validation_top1(pruned, splits["val"]),
@@ -373,14 +393,15 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     (pruned, removed), steps, _ = frontier_search(step, (model, {}), reference, settings)
     history = _finetune(pruned, table, removed, splits, params,
                         int(params.get("finetune_epochs", 4)), int(params.get("seed", 0)),
-                        checkpoint_dir and Path(checkpoint_dir) / "finetune")
+                        checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
     val_top1 = rank0_decides(validation_top1(pruned, splits["val"]))
     drop = 100.0 * (reference - val_top1)
     after = _channel_counts(pruned)
     kept = next(r for r in steps if r["kept"])
     summary = {
         "target": target, "ratio": "auto", "share": settings.share,
-        "max_ratio": settings.max_ratio, "cost_removed": 1.0 - kept["cost_fraction"],
+        "max_ratio": settings.max_ratio, "distill": params.get("distill"),
+        "cost_removed": 1.0 - kept["cost_fraction"],
         "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
         "max_layer_ratio": float(params.get("max_layer_ratio", 1.0)),
         "round_to": params.get("round_to"), "feature_floor": _feature_floor(model, params),
