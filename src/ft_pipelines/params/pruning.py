@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ft_pipelines.params.base import Count, LearningRate, NonNegativeInt, Schema, Seed, Weight
+from ft_pipelines.params.base import (
+    Count,
+    LearningRate,
+    NonNegativeInt,
+    Schema,
+    Seed,
+    Weight,
+    invalid,
+)
 
 
 class DistillParams(Schema):
@@ -19,7 +27,8 @@ class DistillParams(Schema):
 
 class PruningParams(Schema):
     importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
-    target: Literal["channels", "macs"] = "macs"
+    # latency: onnxruntime batch-1 latency of the exported step (runtime.threads); ratio: auto only
+    target: Literal["channels", "macs", "latency"] = "macs"
     # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
     # auto: the iterative search (core/pruning/frontier.py), step by step down to max_ratio
     ratio: float | Literal["auto"] = 0.55
@@ -52,3 +61,10 @@ class PruningParams(Schema):
         if value >= 1:
             raise ValueError(f"must be < 1, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _latency_needs_the_search(self) -> PruningParams:
+        if self.target == "latency" and self.ratio != "auto":
+            raise invalid("target", "latency is measured step by step: use it with "
+                          "pruning.ratio: auto (or target: macs with a fixed ratio)")
+        return self

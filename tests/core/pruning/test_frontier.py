@@ -163,3 +163,44 @@ def test_ranks_that_measure_differently_follow_rank_0s_search():
     assert rank0["calls"] == rank1["calls"] == [1, 2, 3]
     assert rank0["kept"] == rank1["kept"] == "model2" and rank1["accepted"]
     assert rank0["costs"] == rank1["costs"] == [0.5, 0.25, 0.125]
+
+
+def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch):
+    """target: latency: each step's cost is the measured onnxruntime latency (here a runtime
+    whose latency grows as the square root of the MACs), and the MACs pruned per step adapt
+    so that a step removes about its share of the latency."""
+    from ft_pipelines.core.pruning import frontier as frontier_module
+    from ft_pipelines.core.utils import count_macs_params
+
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    x = torch.randn(1, 3, 32, 32)
+    table = table_for(model, l1_scores(model), x, [model.classifier])
+    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads: {
+        "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
+    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.3, "target": "latency",
+              "recovery_epochs": 0, "finetune_epochs": 1, "max_layer_ratio": 0.75,
+              "round_to": None, "min_feature_channels": 16, "max_val_drop": 1.0,
+              "max_attempts": 1, "distill": None}
+    _, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+    steps = summary["steps"]
+    first = steps[0]
+    for row in steps[1:]:
+        latency = row["ort_latency_ms"] / first["ort_latency_ms"]
+        assert row["cost_fraction"] == pytest.approx(latency)
+    # step 1 prunes 20 % of the MACs (no measurement yet): about 10 % of the latency goes
+    assert steps[1]["pruned_share"] == pytest.approx(0.2)
+    # then the MACs share doubles (latency fell half as fast as MACs)
+    assert steps[2]["pruned_share"] == pytest.approx(0.4, rel=0.15)
+    # the floor (30 % of the latency) is reached at step 2, give or take a measured overshoot
+    assert len(steps) == 3 and summary["target"] == "latency"
+    assert summary["cost_removed"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_latency_target_with_a_fixed_ratio_is_refused_with_the_fix():
+    from ft_pipelines.params.validate import ParameterError, validate_parameters
+
+    with pytest.raises(ParameterError, match=r"`pruning.target`: latency .* pruning.ratio: auto"):
+        validate_parameters({"pruning": {"target": "latency", "ratio": 0.5}})
+    assert validate_parameters({"pruning": {"target": "latency", "ratio": "auto"}})

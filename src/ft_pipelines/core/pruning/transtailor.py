@@ -269,7 +269,7 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
     indices removed in all)."""
     model = copy.deepcopy(parent).cpu()
     model.requires_grad_(True)
-    target = "channels" if params.get("target") == "channels" else "macs"
+    target = "channels" if params.get("target") == "channels" else "macs"  # latency: via MACs
     summary = prune_by_importance(
         model, surviving_table(table, removed_before), _example_inputs(model), share,
         target=target, steps=1, ignored_layers=[_classifier(model)],
@@ -358,6 +358,21 @@ def _cost_fraction(target: str, row: dict[str, Any], first: dict[str, Any]) -> f
     return row[key] / first[key]
 
 
+def _pruning_share(target: str, share: float, parent: dict[str, Any], first: dict[str, Any]
+                   ) -> float:
+    """Share of the parent's MACs to prune so that ``share`` of its cost goes. For latency,
+    MACs are the lever: the share is scaled by how much latency the MACs removed so far took
+    with them (1 at the first step; measured on rank 0, so the same on every rank)."""
+    if target != "latency":
+        return share
+    macs_removed = 1.0 - parent["macs"] / first["macs"]
+    latency_removed = 1.0 - parent["ort_latency_ms"] / first["ort_latency_ms"]
+    elasticity = 1.0
+    if macs_removed > 0.01 and latency_removed > 0.01:
+        elasticity = min(4.0, max(0.25, latency_removed / macs_removed))
+    return min(0.9, max(0.02, share / elasticity))
+
+
 def _measured_row(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
     """MACs, parameters, channels and (rank 0's) onnxruntime timings, the same on every rank."""
     row = {**step_costs(model, params.get("threads"), timing_rank()),
@@ -376,21 +391,23 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
 
-    def step(current: tuple[nn.Module, dict], index: int, share: float) -> StepOutcome:
-        parent, removed_before = current
+    def step(current: tuple[nn.Module, dict, dict], index: int, share: float) -> StepOutcome:
+        parent, removed_before, parent_row = current
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
+        prune_share = _pruning_share(target, share, parent_row, first)
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
-                                      share, index, directory, teacher=model)
+                                      prune_share, index, directory, teacher=model)
         row = _measured_row(pruned, params)
-        details = {**row, "macs_ratio": row["macs"] / first["macs"]}
-        return StepOutcome((pruned, removed), validation_top1(pruned, splits["val"]),
+        details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
+        return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
                            _cost_fraction(target, row, first), details)
 
     settings = SearchSettings(share=float(params.get("step", 0.3)),
                               max_ratio=float(params.get("max_ratio", 0.85)),
                               max_drop_points=float(params.get("max_val_drop", 100.0)),
                               max_attempts=int(params.get("max_attempts", 1)))
-    (pruned, removed), steps, _ = frontier_search(step, (model, {}), reference, settings)
+    (pruned, removed, _), steps, _ = frontier_search(step, (model, {}, first), reference,
+                                                     settings)
     history = _finetune(pruned, table, removed, splits, params,
                         int(params.get("finetune_epochs", 4)), int(params.get("seed", 0)),
                         checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
