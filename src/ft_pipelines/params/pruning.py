@@ -32,8 +32,8 @@ class PruningParams(Schema):
     # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
     # auto: the iterative search (core/pruning/frontier.py), step by step down to max_ratio
     ratio: float | Literal["auto"] = 0.55
-    step: float = Field(default=0.3, gt=0, lt=1)        # auto: share of the remaining cost cut
-    max_ratio: float = Field(default=0.85, gt=0, lt=1)  # auto: the most of the cost it may remove
+    step: float = Field(default=0.4, gt=0, lt=1)        # auto: share of the remaining cost cut
+    max_ratio: float = Field(default=0.8, gt=0, lt=1)   # auto: the most of the cost it may remove
     steps: Count = 2
     recovery_epochs: NonNegativeInt = 1     # short training between steps
     finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step

@@ -204,3 +204,27 @@ def test_latency_target_with_a_fixed_ratio_is_refused_with_the_fix():
     with pytest.raises(ParameterError, match=r"`pruning.target`: latency .* pruning.ratio: auto"):
         validate_parameters({"pruning": {"target": "latency", "ratio": 0.5}})
     assert validate_parameters({"pruning": {"target": "latency", "ratio": "auto"}})
+
+
+@MULTI_PROCESS
+def test_auto_search_in_two_processes_prunes_as_one_process():
+    """Recovery and fine-tuning train data-parallel with distillation; only rank 0 times the
+    exported steps, the others take its measurements: both runs take the same steps."""
+    from ft_pipelines.core.models import channel_counts
+    from ft_pipelines.core.pruning import score_channels
+    from tests.core.training.tiny import tiny_data, tiny_model
+
+    runtime = {"device": "cpu", "precision": "fp32"}
+    params = {"ratio": "auto", "step": 0.5, "max_ratio": 0.6, "target": "channels",
+              "recovery_epochs": 1, "finetune_epochs": 1, "lr": 0.05, "max_val_drop": 100.0,
+              "distill": {"alpha": 0.5, "temperature": 4.0}}
+    model = tiny_model()
+    splits = {"train": tiny_data(), "val": tiny_data(24, seed=1)}
+    table = score_channels(model, splits["train"], "l1")
+    single, single_summary, _ = prune_and_finetune(model, table, splits, params, None, runtime)
+    double, summary, history = prune_and_finetune(
+        model, table, splits, params, None, {**runtime, "distributed": {"processes": 2}})
+    assert channel_counts(double) == channel_counts(single) != channel_counts(model)
+    assert [r["macs"] for r in summary["steps"]] == [r["macs"] for r in single_summary["steps"]]
+    assert len(summary["steps"]) == 3 and all(r["ort_latency_ms"] for r in summary["steps"])
+    assert set(history["processes"]) == {2}

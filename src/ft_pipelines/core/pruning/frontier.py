@@ -212,7 +212,7 @@ def frontier_figure(steps: list[dict]) -> Figure:
     rows = [r for r in steps if r.get("ort_latency_ms") is not None]
     if rows:
         axes.plot([r["ort_latency_ms"] for r in rows], [100 * r["val_top1"] for r in rows],
-                  "o-", color="tab:blue", label="search steps")
+                  "o", color="tab:blue", label="search steps (numbered)")
         for row in rows:
             axes.annotate(str(row["step"]), (row["ort_latency_ms"], 100 * row["val_top1"]),
                           textcoords="offset points", xytext=(4, 4), fontsize=8)

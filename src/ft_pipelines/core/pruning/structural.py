@@ -270,9 +270,10 @@ def _channel_ratio_for_macs(
     floors: dict[str, int],
     round_to: int | None,
     max_channel_ratio: float,
+    tolerance: float = _MACS_TOLERANCE,
 ) -> float:
     """Smallest channel ratio whose pruning (floors and rounding included) removes at least
-    ``macs_ratio`` of the MACs."""
+    ``macs_ratio`` of the MACs (at most ``tolerance`` more)."""
     names = {m: n for n, m in model.named_modules()}
     ignored_names = [names[m] for m in ignored_layers]
 
@@ -301,7 +302,7 @@ def _channel_ratio_for_macs(
         reached = reduction(middle)
         if reached >= macs_ratio:
             high = middle
-            if reached - macs_ratio < _MACS_TOLERANCE:
+            if reached - macs_ratio < tolerance:
                 break  # close enough: each trial costs a full prune of a copy
         else:
             low = middle
@@ -374,6 +375,7 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     round_to: int | None = None,
     feature_floor: int = 1,
     original_channels: dict[str, int] | None = None,
+    macs_tolerance: float = _MACS_TOLERANCE,
 ) -> dict:
     """Remove the least important channel groups of ``model`` in place.
 
@@ -386,7 +388,9 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     ``round_to`` channels (see :func:`channel_floors`; the defaults keep one channel per group
     and no rounding). Groups without scored channels, such as the classifier's out-features, are
     never pruned. ``original_channels`` (BN name -> count) are the counts the per-layer caps
-    refer to when ``model`` was pruned before (default: its own). Remove any
+    refer to when ``model`` was pruned before (default: its own); ``macs_tolerance``, how much
+    more than ``ratio`` of the MACs the channel ratio found may remove (each bisection trial
+    prunes a copy: a search that measures what it got can afford a coarser one). Remove any
     :class:`ChannelGates` hooks before pruning. Returns a summary dict.
     """
     _check_pruning_arguments(model, ratio, target, steps, ignored_layers, max_layer_ratio,
@@ -417,6 +421,7 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
             floors=floors,
             round_to=round_to,
             max_channel_ratio=max_channel_ratio,
+            tolerance=macs_tolerance,
         )
     elif ratio > max_channel_ratio:
         raise PruningLimitReached(

@@ -52,6 +52,9 @@ from ft_pipelines.core.utils import (
 
 logger = logging.getLogger(__name__)
 IMPORTANCE_METHODS = ("taylor_gate", "l1", "random")
+#: a search step may remove up to this much more of the MACs than its share (it records what
+#: it removed; a finer bisection costs a pruned copy per halving)
+STEP_MACS_TOLERANCE = 0.05
 
 
 def normalised_batches(model: nn.Module, data: ImageData, batch_size: int
@@ -275,7 +278,7 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
         target=target, steps=1, ignored_layers=[_classifier(model)],
         max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
         round_to=params.get("round_to"), feature_floor=_feature_floor(model, params),
-        original_channels=original)
+        original_channels=original, macs_tolerance=STEP_MACS_TOLERANCE)
     removed = to_original(table, removed_before, summary["removed_channels"])
     epochs = int(params.get("recovery_epochs", 1))
     if epochs > 0:
