@@ -124,7 +124,7 @@ def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbon
     kept = [r for r in steps if r["kept"]]
     assert len(kept) == 1 and kept[0]["macs"] > 0.6 * macs0
     assert steps[-1]["macs"] <= 0.6 * macs0 and not steps[-1]["within_limit"]  # where it stopped
-    assert len(steps) >= 4  # 1, 0.8, 0.64, then below 0.6
+    assert len(steps) >= 3  # the fine-tuned model, >= 1 step within, the step below 0.6
     assert all(r["ort_latency_ms"] > 0 and r["ort_throughput"] > 0 for r in steps)
     assert [r["macs"] for r in steps] == sorted((r["macs"] for r in steps), reverse=True)
     assert summary["macs_after"] == kept[0]["macs"] and summary["accepted"]
