@@ -38,7 +38,7 @@ def test_conf_base_states_exactly_the_schema_defaults(project):
 
 def test_conf_ci_is_valid(project):
     params = validate_parameters(load_parameters(project, "ci"))
-    assert params.pruning.ratio == 0.3
+    assert params.pruning.ratio == "auto"
     assert params.ingestion.decode_cache_dir == "data/ci/05_model_input/decoded"
 
 

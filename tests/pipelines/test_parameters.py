@@ -77,4 +77,4 @@ def test_threads_are_applied_and_the_environment_recorded(project):
     assert environment["versions"]["torch"] and environment["cpu"]["model"]
     # the lineage holds every parameter with its default, as plain values
     assert record["parameters"]["finetune"]["batch_size"] == 64
-    assert record["parameters"]["pruning"]["ratio"] == 0.3  # conf/ci
+    assert record["parameters"]["pruning"]["ratio"] == "auto"  # conf/ci

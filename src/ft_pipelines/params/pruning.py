@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from ft_pipelines.params.base import Count, LearningRate, NonNegativeInt, Schema, Seed, Weight
+from ft_pipelines.params.base import (
+    Count,
+    LearningRate,
+    NonNegativeInt,
+    Schema,
+    Seed,
+    Weight,
+    invalid,
+)
+
+
+class DistillParams(Schema):
+    """Distillation from the fine-tuned model during recovery and fine-tuning (core/pruning/
+    distill.py): (1 - alpha) * CE + alpha * T^2 * KL(teacher / T || student / T)."""
+
+    alpha: float = Field(default=0.5, ge=0, le=1)   # weight of the teacher's soft targets
+    temperature: float = Field(default=4.0, gt=0)  # softens both distributions
 
 
 class PruningParams(Schema):
     importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
-    target: Literal["channels", "macs"] = "macs"
-    ratio: float = Field(default=0.55, gt=0, lt=1)  # fraction of channels or MACs removed
+    # latency: onnxruntime batch-1 latency of the exported step (runtime.threads); ratio: auto only
+    target: Literal["channels", "macs", "latency"] = "macs"
+    # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
+    # auto: the iterative search (core/pruning/frontier.py), step by step down to max_ratio
+    ratio: float | Literal["auto"] = 0.55
+    step: float = Field(default=0.4, gt=0, lt=1)        # auto: share of the remaining cost cut
+    max_ratio: float = Field(default=0.8, gt=0, lt=1)   # auto: the most of the cost it may remove
     steps: Count = 2
     recovery_epochs: NonNegativeInt = 1     # short training between steps
     finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step
@@ -25,3 +46,25 @@ class PruningParams(Schema):
     min_feature_channels: Count = 32        # layers feeding the classifier keep max(this, classes)
     max_val_drop: float = Field(default=2.0, ge=0)  # validation top-1 points: more -> back off
     max_attempts: Count = 3                 # pruning tries, the ratio halved after each failure
+    distill: DistillParams | None = DistillParams()  # null: recovery without a teacher
+
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _auto_or_fraction(cls, value: Any) -> Any:
+        # one message naming both forms (a union would report one error per member)
+        if value == "auto" or isinstance(value, bool) or not isinstance(value, int | float):
+            if value != "auto":
+                raise ValueError(f"must be auto or a number in (0, 1), got {value!r}")
+            return value
+        if value <= 0:
+            raise ValueError(f"must be > 0, got {value}")
+        if value >= 1:
+            raise ValueError(f"must be < 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _latency_needs_the_search(self) -> PruningParams:
+        if self.target == "latency" and self.ratio != "auto":
+            raise invalid("target", "latency is measured step by step: use it with "
+                          "pruning.ratio: auto (or target: macs with a fixed ratio)")
+        return self

@@ -2,10 +2,18 @@
 baselines, the importance table, pruning with torch-pruning, and prune-then-fine-tune."""
 
 from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random_scores
+from ft_pipelines.core.pruning.frontier import (
+    SearchSettings,
+    StepOutcome,
+    frontier_figure,
+    frontier_lines,
+    frontier_search,
+)
 from ft_pipelines.core.pruning.gates import ChannelGates, frozen_eval, taylor_scores, train_gates
 from ft_pipelines.core.pruning.graph import build_dependency_graph, prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.pruning.structural import (
+    PruningLimitReached,
     TableImportance,
     channel_floors,
     prune_by_importance,
@@ -22,12 +30,18 @@ from ft_pipelines.core.pruning.transtailor import (
 __all__ = [
     "IMPORTANCE_METHODS",
     "ChannelGates",
+    "PruningLimitReached",
+    "SearchSettings",
+    "StepOutcome",
     "TableImportance",
     "back_off",
     "build_dependency_graph",
     "channel_floors",
     "channel_groups",
     "feeding_convs",
+    "frontier_figure",
+    "frontier_lines",
+    "frontier_search",
     "frozen_eval",
     "importance_strength",
     "importance_table",

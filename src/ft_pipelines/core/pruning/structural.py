@@ -53,6 +53,11 @@ _BISECTION_STEPS = 8  # resolution 0.95 / 2**8, about 0.004
 _MACS_TOLERANCE = 0.01
 
 
+class PruningLimitReached(ValueError):
+    """The per-layer floors leave no room for the requested ratio (the iterative search stops
+    here; a fixed ratio reports it as a parameter error)."""
+
+
 class TableImportance(tp.importance.Importance):
     """Group importance = sum of the current per-channel scores of the group's scored BN layers.
 
@@ -97,23 +102,25 @@ def _classifier_feeders(model: nn.Module, graph: tp.DependencyGraph) -> set[nn.M
 
 def channel_floors(model: nn.Module, example_inputs: torch.Tensor, layers: Sequence[nn.Module],
                    *, max_layer_ratio: float = 1.0, round_to: int | None = None,
-                   feature_floor: int = 1,
-                   graph: tp.DependencyGraph | None = None) -> dict[nn.Module, int]:
+                   feature_floor: int = 1, graph: tp.DependencyGraph | None = None,
+                   original_channels: dict[nn.Module, int] | None = None
+                   ) -> dict[nn.Module, int]:
     """Fewest channels each BN layer in ``layers`` keeps: at most ``max_layer_ratio`` of its
     channels go, and the layers feeding the classifier keep at least ``feature_floor``; both
     rounded up to ``round_to`` and capped at the layer's own count. Computed on the unpruned
     model (the caps refer to original counts); ``graph``, the model's dependency graph when the
-    caller has traced it already."""
+    caller has traced it already; ``original_channels``, the counts the caps refer to when the
+    model was pruned before (iterative pruning), by BN module."""
     feeders = set()
     if feature_floor > 1:
         feeders = _classifier_feeders(model, graph or build_dependency_graph(model, example_inputs))
     floors = {}
     for module in layers:
-        original = module.num_features
+        original = (original_channels or {}).get(module, module.num_features)
         floor = max(1, math.ceil(original * (1.0 - max_layer_ratio) - 1e-9))
         if module in feeders:
             floor = max(floor, feature_floor)
-        floors[module] = min(original, _round_up(floor, round_to))
+        floors[module] = min(module.num_features, _round_up(floor, round_to))
     return floors
 
 
@@ -263,9 +270,10 @@ def _channel_ratio_for_macs(
     floors: dict[str, int],
     round_to: int | None,
     max_channel_ratio: float,
+    tolerance: float = _MACS_TOLERANCE,
 ) -> float:
     """Smallest channel ratio whose pruning (floors and rounding included) removes at least
-    ``macs_ratio`` of the MACs."""
+    ``macs_ratio`` of the MACs (at most ``tolerance`` more)."""
     names = {m: n for n, m in model.named_modules()}
     ignored_names = [names[m] for m in ignored_layers]
 
@@ -284,7 +292,7 @@ def _channel_ratio_for_macs(
     low, high = 0.0, max_channel_ratio
     reached = reduction(high)
     if reached < macs_ratio:
-        raise ValueError(
+        raise PruningLimitReached(
             f"Cannot remove {macs_ratio:.0%} of MACs: pruning {high:.0%} of channels (the most "
             f"the per-layer floors allow) removes only {reached:.1%}. Lower pruning.ratio or "
             "raise pruning.max_layer_ratio."
@@ -294,7 +302,7 @@ def _channel_ratio_for_macs(
         reached = reduction(middle)
         if reached >= macs_ratio:
             high = middle
-            if reached - macs_ratio < _MACS_TOLERANCE:
+            if reached - macs_ratio < tolerance:
                 break  # close enough: each trial costs a full prune of a copy
         else:
             low = middle
@@ -366,6 +374,8 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     max_layer_ratio: float = 1.0,
     round_to: int | None = None,
     feature_floor: int = 1,
+    original_channels: dict[str, int] | None = None,
+    macs_tolerance: float = _MACS_TOLERANCE,
 ) -> dict:
     """Remove the least important channel groups of ``model`` in place.
 
@@ -377,7 +387,11 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     classifier keep at least ``feature_floor``, and every pruned layer keeps a multiple of
     ``round_to`` channels (see :func:`channel_floors`; the defaults keep one channel per group
     and no rounding). Groups without scored channels, such as the classifier's out-features, are
-    never pruned. Remove any :class:`ChannelGates` hooks before pruning. Returns a summary dict.
+    never pruned. ``original_channels`` (BN name -> count) are the counts the per-layer caps
+    refer to when ``model`` was pruned before (default: its own); ``macs_tolerance``, how much
+    more than ``ratio`` of the MACs the channel ratio found may remove (each bisection trial
+    prunes a copy: a search that measures what it got can afford a coarser one). Remove any
+    :class:`ChannelGates` hooks before pruning. Returns a summary dict.
     """
     _check_pruning_arguments(model, ratio, target, steps, ignored_layers, max_layer_ratio,
                              round_to)
@@ -389,7 +403,9 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
     bn_names = _bn_names(model)
     floors = {bn_names[m]: n for m, n in channel_floors(
         model, example_inputs, list(scored), max_layer_ratio=max_layer_ratio, round_to=round_to,
-        feature_floor=feature_floor, graph=graph).items()}
+        feature_floor=feature_floor, graph=graph,
+        original_channels={m: (original_channels or {}).get(name, m.num_features)
+                           for m, name in bn_names.items()}).items()}
     max_channel_ratio = _max_channel_ratio(model, graph, floors, ignored_layers)
     macs_before, params_before = count_macs_params(model, example_inputs)
     channels_before = _bn_channels(model)
@@ -405,9 +421,10 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
             floors=floors,
             round_to=round_to,
             max_channel_ratio=max_channel_ratio,
+            tolerance=macs_tolerance,
         )
     elif ratio > max_channel_ratio:
-        raise ValueError(
+        raise PruningLimitReached(
             f"Cannot remove {ratio:.0%} of channels: the per-layer floors leave room for "
             f"{max_channel_ratio:.0%}. Lower pruning.ratio or raise pruning.max_layer_ratio."
         )

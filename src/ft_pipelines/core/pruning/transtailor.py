@@ -17,11 +17,21 @@ from torch import nn
 
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random_scores
+from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
+from ft_pipelines.core.pruning.frontier import (
+    SearchSettings,
+    StepOutcome,
+    frontier_search,
+    step_costs,
+    surviving_table,
+    timing_rank,
+    to_original,
+)
 from ft_pipelines.core.pruning.gates import ChannelGates, taylor_scores, train_gates
 from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.pruning.structural import prune_by_importance
-from ft_pipelines.core.regularizers import L2SP
+from ft_pipelines.core.regularizers import L2SP, CompositeRegularizer
 from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
@@ -42,6 +52,9 @@ from ft_pipelines.core.utils import (
 
 logger = logging.getLogger(__name__)
 IMPORTANCE_METHODS = ("taylor_gate", "l1", "random")
+#: a search step may remove up to this much more of the MACs than its share (it records what
+#: it removed; a finer bisection costs a pruned copy per halving)
+STEP_MACS_TOLERANCE = 0.05
 
 
 def normalised_batches(model: nn.Module, data: ImageData, batch_size: int
@@ -177,41 +190,102 @@ def back_off(attempt: Callable[[int, float], tuple[Any, float, dict]], ratio: fl
     return results[kept], records, records[kept]["within_limit"]
 
 
+def _runtime(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: params[k] for k in ("device", "precision") if k in params}  # runtime.*
+
+
+def _feature_floor(model: nn.Module, params: dict[str, Any]) -> int:
+    num_classes = getattr(_classifier(model), "out_features", 1)
+    return max(num_classes, int(params.get("min_feature_channels", 1)))
+
+
+def _with_distillation(regularizer: Any, teacher: nn.Module | None, config: TrainConfig,
+                       splits: dict[str, ImageData], params: dict[str, Any]) -> Any:
+    """``regularizer`` plus distillation from ``teacher`` when ``pruning.distill`` is set."""
+    settings = params.get("distill")
+    if not settings or teacher is None:
+        return regularizer
+    check_plain_loss(config)
+    distill = Distillation(teacher, splits["train"].labels, float(settings.get("alpha", 0.5)),
+                           float(settings.get("temperature", 4.0)))
+    return distill if regularizer is None else CompositeRegularizer([regularizer, distill])
+
+
+def _finetune(model: nn.Module, table: pd.DataFrame, removed: dict[str, list[int]],  # noqa: PLR0917
+              splits: dict[str, ImageData], params: dict[str, Any], epochs: int, seed: int,
+              checkpoint_dir: Path | None, teacher: nn.Module | None = None,
+              progress: bool = True) -> pd.DataFrame:
+    """Importance-aware fine-tuning of a pruned ``model`` in place: L2-SP toward its current
+    weights, each surviving filter held by its importance (``removed``: original indices), and
+    distillation from ``teacher`` when ``pruning.distill`` is set."""
+    anchor = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    regularizer = L2SP(model, anchor, alpha=float(params.get("anchor_alpha", 0.01)), beta=0.0,
+                       channel_strength=importance_strength(model, table, removed))
+    lr = float(params.get("lr", 0.01))
+    config = TrainConfig(epochs=epochs, lr_pretrained=lr, lr_new=lr, seed=seed,
+                         warmup_epochs=0.0, progress=progress, **_runtime(params))
+    regularizer = _with_distillation(regularizer, teacher, config, splits, params)
+    history = _train(model, splits, config, regularizer, checkpoint_dir)
+    model.cpu()
+    return history
+
+
 def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
                 params: dict[str, Any], ratio: float, checkpoint_dir: Path | None
                 ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune a copy of ``model`` at ``ratio`` in ``steps`` with short recovery, then
-    importance-aware fine-tuning."""
+    importance-aware fine-tuning (distilled from ``model`` when ``pruning.distill`` is set)."""
+    teacher = model
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
     lr = float(params.get("lr", 0.01))
     seed = int(params.get("seed", 0))
-    runtime = {k: params[k] for k in ("device", "precision") if k in params}  # runtime.*
 
     def recover(pruned: nn.Module, step: int) -> None:
         if step + 1 < int(params.get("steps", 1)) and int(params.get("recovery_epochs", 1)) > 0:
             config = TrainConfig(epochs=int(params.get("recovery_epochs", 1)), lr_pretrained=lr,
-                                 lr_new=lr, seed=seed + 100 + step, progress=False, **runtime)
-            _train(pruned, splits, config)
+                                 lr_new=lr, seed=seed + 100 + step, progress=False,
+                                 **_runtime(params))
+            _train(pruned, splits, config,
+                   _with_distillation(None, teacher, config, splits, params))
             pruned.cpu()
 
-    classifier = _classifier(model)
-    num_classes = getattr(classifier, "out_features", 1)
     summary = prune_by_importance(
         model, table, _example_inputs(model), ratio, target=params.get("target", "channels"),
-        steps=int(params.get("steps", 1)), ignored_layers=[classifier], recover=recover,
+        steps=int(params.get("steps", 1)), ignored_layers=[_classifier(model)], recover=recover,
         max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
-        round_to=params.get("round_to"),
-        feature_floor=max(num_classes, int(params.get("min_feature_channels", 1))))
-    anchor = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    regularizer = L2SP(model, anchor, alpha=float(params.get("anchor_alpha", 0.01)), beta=0.0,
-                       channel_strength=importance_strength(model, table,
-                                                            summary["removed_channels"]))
-    config = TrainConfig(epochs=int(params.get("finetune_epochs", 4)), lr_pretrained=lr,
-                         lr_new=lr, seed=seed, warmup_epochs=0.0, **runtime)
-    history = _train(model, splits, config, regularizer, checkpoint_dir)
+        round_to=params.get("round_to"), feature_floor=_feature_floor(model, params))
+    history = _finetune(model, table, summary["removed_channels"], splits, params,
+                        int(params.get("finetune_epochs", 4)), seed, checkpoint_dir, teacher)
     summary.pop("removed_channels")  # original indices: large, and derivable from the table
     return model.cpu(), summary, history
+
+
+def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one search step)
+                removed_before: dict[str, list[int]], original: dict[str, int],
+                splits: dict[str, ImageData], params: dict[str, Any], share: float,
+                index: int, checkpoint_dir: Path | None, teacher: nn.Module | None = None
+                ) -> tuple[nn.Module, dict[str, list[int]]]:
+    """One step of the search: a copy of ``parent`` (already pruned by ``removed_before``,
+    original indices) loses ``share`` of its MACs or channels in one go, then recovers for
+    ``recovery_epochs`` (distilled from ``teacher``). Returns (the pruned copy, original
+    indices removed in all)."""
+    model = copy.deepcopy(parent).cpu()
+    model.requires_grad_(True)
+    target = "channels" if params.get("target") == "channels" else "macs"  # latency: via MACs
+    summary = prune_by_importance(
+        model, surviving_table(table, removed_before), _example_inputs(model), share,
+        target=target, steps=1, ignored_layers=[_classifier(model)],
+        max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
+        round_to=params.get("round_to"), feature_floor=_feature_floor(model, params),
+        original_channels=original, macs_tolerance=STEP_MACS_TOLERANCE)
+    removed = to_original(table, removed_before, summary["removed_channels"])
+    epochs = int(params.get("recovery_epochs", 1))
+    if epochs > 0:
+        _finetune(model, table, removed, splits, params, epochs,
+                  int(params.get("seed", 0)) + 100 + index, checkpoint_dir, teacher,
+                  progress=False)
+    return model.cpu(), removed
 
 
 def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
@@ -230,7 +304,8 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
     """
     if runtime is not None:
         params = {**params, "device": runtime.get("device", "auto"),
-                  "precision": runtime.get("precision", "auto")}
+                  "precision": runtime.get("precision", "auto"),
+                  "threads": runtime.get("threads")}
     return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params,
                                                         checkpoint_dir), runtime,
                              task="pruning (prune, recover, fine-tune)")
@@ -242,6 +317,8 @@ def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
                              ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """:func:`prune_and_finetune` in this process (one rank of several when a group exists)."""
     reference = validation_top1(model.cpu(), splits["val"])
+    if params.get("ratio", 0.3) == "auto":
+        return _search_here(model, table, splits, params, checkpoint_dir, reference)
 
     def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"attempt-{index}"
@@ -259,9 +336,103 @@ def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
         "val_drop_points": kept["val_drop_points"], "max_val_drop": params.get("max_val_drop"),
-        "accepted": accepted, "attempts": attempts})
-    if not accepted:
+        "distill": params.get("distill"), "accepted": accepted, "attempts": attempts})
+    _warn_if_rejected(summary)
+    return pruned, summary, history
+
+
+def _warn_if_rejected(summary: dict[str, Any]) -> None:
+    if not summary["accepted"]:
         logger.warning("The pruned model stays %.2f points below the fine-tuned one on the "
                        "validation split after %d attempts: it is reported as not recommended.",
-                       kept["val_drop_points"], len(attempts))
+                       summary["val_drop_points"], len(summary["attempts"]))
+
+
+def _channel_counts(model: nn.Module) -> dict[str, int]:
+    return {name: module.num_features for name, module in model.named_modules()
+            if isinstance(module, nn.BatchNorm2d)}
+
+
+def _cost_fraction(target: str, row: dict[str, Any], first: dict[str, Any]) -> float | None:
+    """A step's remaining cost as a fraction of the unpruned model's (``first``: step 0)."""
+    key = {"macs": "macs", "channels": "channels", "latency": "ort_latency_ms"}[target]
+    if row[key] is None or first[key] is None:
+        return None  # a rank that does not time: rank 0's value is used (rank0_decides)
+    return row[key] / first[key]
+
+
+def _pruning_share(target: str, share: float, parent: dict[str, Any], first: dict[str, Any]
+                   ) -> float:
+    """Share of the parent's MACs to prune so that ``share`` of its cost goes. For latency,
+    MACs are the lever: the share is scaled by how much latency the MACs removed so far took
+    with them (1 at the first step; measured on rank 0, so the same on every rank)."""
+    if target != "latency":
+        return share
+    macs_removed = 1.0 - parent["macs"] / first["macs"]
+    latency_removed = 1.0 - parent["ort_latency_ms"] / first["ort_latency_ms"]
+    elasticity = 1.0
+    if macs_removed > 0.01 and latency_removed > 0.01:
+        elasticity = min(4.0, max(0.25, latency_removed / macs_removed))
+    return min(0.9, max(0.02, share / elasticity))
+
+
+def _measured_row(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+    """MACs, parameters, channels and (rank 0's) onnxruntime timings, the same on every rank."""
+    row = {**step_costs(model, params.get("threads"), timing_rank()),
+           "channels": sum(_channel_counts(model).values())}
+    return rank0_decides(row)
+
+
+def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
+                 params: dict[str, Any], checkpoint_dir: Path | None, reference: float
+                 ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """``pruning.ratio: auto`` in this process: :func:`frontier_search` over pruning steps,
+    then importance-aware fine-tuning of the kept step."""
+    target = params.get("target", "macs")
+    original = _channel_counts(model)
+    first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, params),
+             "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
+             "within_limit": True, "kept": False}
+
+    def step(current: tuple[nn.Module, dict, dict], index: int, share: float) -> StepOutcome:
+        parent, removed_before, parent_row = current
+        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
+        prune_share = _pruning_share(target, share, parent_row, first)
+        pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
+                                      prune_share, index, directory, teacher=model)
+        row = _measured_row(pruned, params)
+        details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
+        return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
+                           _cost_fraction(target, row, first), details)
+
+    settings = SearchSettings(share=float(params.get("step", 0.3)),
+                              max_ratio=float(params.get("max_ratio", 0.85)),
+                              max_drop_points=float(params.get("max_val_drop", 100.0)),
+                              max_attempts=int(params.get("max_attempts", 1)))
+    (pruned, removed, _), steps, _ = frontier_search(step, (model, {}, first), reference,
+                                                     settings)
+    history = _finetune(pruned, table, removed, splits, params,
+                        int(params.get("finetune_epochs", 4)), int(params.get("seed", 0)),
+                        checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
+    val_top1 = rank0_decides(validation_top1(pruned, splits["val"]))
+    drop = 100.0 * (reference - val_top1)
+    after = _channel_counts(pruned)
+    kept = next(r for r in steps if r["kept"])
+    summary = {
+        "target": target, "ratio": "auto", "share": settings.share,
+        "max_ratio": settings.max_ratio, "distill": params.get("distill"),
+        "cost_removed": 1.0 - kept["cost_fraction"],
+        "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
+        "max_layer_ratio": float(params.get("max_layer_ratio", 1.0)),
+        "round_to": params.get("round_to"), "feature_floor": _feature_floor(model, params),
+        "macs_before": first["macs"], "macs_after": kept["macs"],
+        "params_before": first["params"], "params_after": kept["params"],
+        "layers": {name: [original[name], after[name]] for name in original},
+        "importance": params.get("importance", "taylor_gate"),
+        "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
+        "val_top1_finetuned": reference, "val_top1_step": kept["val_top1"], "val_top1": val_top1,
+        "val_drop_points": drop, "max_val_drop": settings.max_drop_points,
+        "accepted": drop <= settings.max_drop_points, "steps": [first, *steps],
+        "attempts": steps}
+    _warn_if_rejected(summary)
     return pruned, summary, history

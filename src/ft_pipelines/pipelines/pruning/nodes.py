@@ -11,14 +11,14 @@ from torch import nn
 from ft_pipelines.core.data import decode_cache_key, split_image_data
 from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.models import check_model_fits_data, record_training_data
-from ft_pipelines.core.pruning import prune_and_finetune, score_channels
+from ft_pipelines.core.pruning import frontier_figure, prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
 from ft_pipelines.params import FinetuneParams, PruningParams, RuntimeParams
 
 
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
           pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None,
-          runtime: RuntimeParams) -> tuple[nn.Module, dict, pd.DataFrame, Figure]:
+          runtime: RuntimeParams) -> tuple[nn.Module, dict, pd.DataFrame, Figure, Figure]:
     check_model_fits_data(finetuned_model, images, model_name="finetuned_model")
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
@@ -33,4 +33,5 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
     model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
                                                  checkpoint_dir, runtime.model_dump())
-    return record_training_data(model, images), summary, history, learning_curves(history)
+    return (record_training_data(model, images), summary, history, learning_curves(history),
+            frontier_figure(summary.get("steps") or []))

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["finetuned_model", "channel_importance", "images", "params:pruning",
                         "params:finetune", "params:ingestion.decode_cache_dir", "params:runtime"],
                 outputs=["pruned_model", "pruning_summary", "pruning_history",
-                         "pruning_curves_plot"],
+                         "pruning_curves_plot", "pruning_frontier_plot"],
                 name="prune_and_finetune",
             ),
         ],

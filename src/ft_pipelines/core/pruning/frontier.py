@@ -1,0 +1,252 @@
+"""``pruning.ratio: auto``: search the accuracy-cost frontier by pruning iteratively.
+
+Each step removes a share of the *remaining* cost (MACs, channels or onnxruntime latency),
+recovers briefly and measures validation top-1. The search goes on while the drop from the
+fine-tuned model stays within the budget and the most of the cost it may remove
+(``max_ratio``) is not reached, and ships the most compressed step within the budget. Only the
+best step so far is held in memory besides the step being tried.
+
+When even the first step breaks the budget, its share is halved (at most ``max_attempts``
+tries, from the fine-tuned model each time, as the fixed ratio's back-off does); when none is
+within, the best of them is kept and flagged (``accepted: false``), never the unpruned model:
+the stage's output is a pruned model, and the report says not to ship it.
+
+Under data parallelism every decision is rank 0's: each measured value that steers the search
+(validation top-1, the step's cost) passes through ``rank0_decides`` before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ft_pipelines.core.evaluation import timed_calls_ms, timing_summary
+from ft_pipelines.core.export import OnnxRunner, export_onnx
+from ft_pipelines.core.pruning.structural import PruningLimitReached
+from ft_pipelines.core.training import rank0_decides, set_activity, world
+from ft_pipelines.core.utils import count_macs_params
+
+logger = logging.getLogger(__name__)
+
+#: a step that would remove less than this share of the remaining cost is not worth a step
+MIN_STEP_SHARE = 0.02
+#: hard cap on the steps of one search (the floors end it much sooner in practice)
+MAX_STEPS = 20
+#: onnxruntime timing of one step: batch-1 calls (after warm-up), batch-64 calls
+LATENCY_WARMUP, LATENCY_RUNS = 5, 30
+THROUGHPUT_BATCH, THROUGHPUT_RUNS = 64, 3
+
+
+@dataclass
+class SearchSettings:
+    share: float                 # pruning.step: share of the remaining cost one step removes
+    max_ratio: float             # pruning.max_ratio: the most of the cost the search may remove
+    max_drop_points: float       # pruning.max_val_drop
+    max_attempts: int = 1        # tries of the first step, halving its share after each failure
+    max_steps: int = MAX_STEPS
+
+
+@dataclass
+class StepOutcome:
+    """What one step returns: the candidate (model and whatever goes with it), its validation
+    top-1, its remaining cost as a fraction of the unpruned model's, and details to record."""
+    candidate: Any
+    val_top1: float
+    cost_fraction: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _next_share(remaining: float, share: float, max_ratio: float) -> float:
+    """Share of the remaining cost the next step removes: ``share``, cut so that the total
+    removed does not pass ``max_ratio``."""
+    target = max(remaining * (1.0 - share), 1.0 - max_ratio)
+    return 1.0 - target / remaining if remaining > 0 else 0.0
+
+
+def frontier_search(step: Callable[[Any, int, float], StepOutcome], start: Any,
+                    reference: float, settings: SearchSettings
+                    ) -> tuple[Any, list[dict], bool]:
+    """Run ``step(current, index, share)`` -> :class:`StepOutcome` from ``start`` until a step
+    breaks the budget, the floor is reached or the layer floors stop the pruning. Returns (kept
+    candidate, one record per step, whether the kept one is within the budget)."""
+    records: list[dict] = []
+    current, remaining, share = start, 1.0, settings.share
+    best, best_record = None, None
+    for index in range(1, settings.max_steps + 1):
+        step_share = _next_share(remaining, share, settings.max_ratio)
+        if step_share < MIN_STEP_SHARE:
+            logger.info("Pruning search: %.1f%% of the cost removed, the floor pruning.max_ratio="
+                        "%.2f is reached", 100 * (1 - remaining), settings.max_ratio)
+            break
+        started = time.perf_counter()
+        set_activity(f"pruning search step {index} (share {step_share:.3f})")
+        try:
+            outcome = step(current, index, step_share)
+        except PruningLimitReached as error:  # deterministic: every rank stops here alike
+            logger.info("Pruning search stops at step %d: %s", index, error)
+            break
+        # one yardstick for every rank: rank 0's measurements decide continue / stop / keep
+        val_top1, cost = rank0_decides((outcome.val_top1, outcome.cost_fraction))
+        drop = 100.0 * (reference - val_top1)
+        within = drop <= settings.max_drop_points
+        record = {"step": index, "attempt": index, "ratio": step_share, **outcome.details,
+                  "cost_fraction": cost, "val_top1": val_top1, "val_drop_points": drop,
+                  "within_limit": within, "kept": False,
+                  "seconds": time.perf_counter() - started}
+        records.append(record)
+        logger.info("Pruning step %d (share %.3f, cost %.3f of the unpruned): val top-1 %.4f "
+                    "(%.2f points below the fine-tuned %.4f)%s", index, step_share, cost,
+                    val_top1, drop, reference, "" if within else ": over the budget")
+        if within:  # the new best: the previous one is dropped (one best in memory)
+            best, best_record = outcome.candidate, record
+            current, remaining = outcome.candidate, cost
+            continue
+        if best_record is not None and best_record["within_limit"]:
+            break  # the frontier is passed: ship the last step within the budget
+        if best_record is None or val_top1 > best_record["val_top1"]:
+            best, best_record = outcome.candidate, record  # fallback, flagged, if none passes
+        if len(records) >= settings.max_attempts:  # every step so far was a try of the first
+            break
+        share /= 2.0  # the first step broke the budget: retry it from the start, gentler
+    if best_record is None:
+        raise PruningLimitReached(
+            "The pruning search could not take a single step: the per-layer floors leave no "
+            "room. Raise pruning.max_layer_ratio or lower pruning.min_feature_channels.")
+    best_record["kept"] = True
+    return best, records, bool(best_record["within_limit"])
+
+
+def _renumber(table: pd.DataFrame, kept: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The importance table restricted to the channels still there, numbered 0.. per layer as
+    in the pruned model (``kept``: original channel indices per layer, in order)."""
+    parts = []
+    for layer, rows in table.groupby("layer", sort=False):
+        indices = kept.get(layer)
+        rows = rows.sort_values("channel")
+        if indices is not None:
+            rows = rows.set_index("channel").loc[indices].reset_index()
+            rows["channel"] = np.arange(len(indices))
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
+def surviving_table(table: pd.DataFrame, removed: dict[str, list[int]]) -> pd.DataFrame:
+    """The importance table of a model pruned by ``removed`` (original indices per layer)."""
+    kept = {}
+    for layer, rows in table.groupby("layer", sort=False):
+        kept[layer] = np.setdiff1d(rows["channel"].to_numpy(),
+                                   np.asarray(removed.get(layer, []), dtype=np.int64))
+    return _renumber(table, kept)
+
+
+def to_original(table: pd.DataFrame, removed_before: dict[str, list[int]],
+                removed_now: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Original indices removed in all, from those removed before and the indices (in the
+    pruned model's numbering) removed by this step."""
+    merged = {}
+    for layer, rows in table.groupby("layer", sort=False):
+        before = set(removed_before.get(layer, []))
+        alive = [c for c in sorted(rows["channel"].tolist()) if c not in before]
+        now = [alive[i] for i in removed_now.get(layer, [])]
+        if before or now:
+            merged[layer] = sorted(before.union(now))
+    return merged
+
+
+def onnx_timings(model: nn.Module, threads: int | None) -> dict[str, float]:
+    """onnxruntime latency at batch 1 (median ms) and throughput at batch 64 of ``model``
+    exported with the project's exporter (in memory; nothing is stored)."""
+    cfg = model.backbone_cfg
+    size = int(cfg.input_size)
+    classes = [str(i) for i in range(_num_outputs(model, size))]
+    exported = export_onnx(model.cpu(), classes, size, list(cfg.mean), list(cfg.std))
+    runner = OnnxRunner(exported, threads=threads)
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((1, 3, size, size), dtype=np.float32)
+    many = rng.standard_normal((THROUGHPUT_BATCH, 3, size, size), dtype=np.float32)
+    latency = timed_calls_ms(lambda: runner.run(one), LATENCY_WARMUP, LATENCY_RUNS)
+    batch = timed_calls_ms(lambda: runner.run(many), 1, THROUGHPUT_RUNS)
+    summary = timing_summary(latency, batch, THROUGHPUT_BATCH)
+    return {"ort_latency_ms": summary["latency_ms"], "ort_throughput": summary["throughput"]}
+
+
+@torch.inference_mode()
+def _num_outputs(model: nn.Module, size: int) -> int:
+    was_training = model.training
+    model.eval()
+    try:
+        return int(model(torch.zeros(1, 3, size, size)).shape[1])
+    finally:
+        model.train(was_training)
+
+
+def step_costs(model: nn.Module, threads: int | None, timed: bool) -> dict[str, Any]:
+    """A step's row: MACs and parameters, and (on the rank that times, ``timed``) onnxruntime
+    latency and throughput; other ranks record None (they use rank 0's via rank0_decides)."""
+    size = int(model.backbone_cfg.input_size)
+    macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))
+    timings = onnx_timings(model, threads) if timed else {"ort_latency_ms": None,
+                                                          "ort_throughput": None}
+    return {"macs": int(macs), "params": int(params), **timings}
+
+
+def timing_rank() -> bool:
+    """Only rank 0 exports and times (the others would only add noise and time)."""
+    return world()[0] == 0
+
+
+def frontier_figure(steps: list[dict]) -> Figure:
+    """Validation top-1 against onnxruntime latency (batch 1) for every step; the fine-tuned
+    model (step 0) and the shipped step marked."""
+    figure = Figure(figsize=(6, 4), constrained_layout=True)
+    axes = figure.subplots()
+    rows = [r for r in steps if r.get("ort_latency_ms") is not None]
+    if rows:
+        axes.plot([r["ort_latency_ms"] for r in rows], [100 * r["val_top1"] for r in rows],
+                  "o", color="tab:blue", label="search steps (numbered)")
+        for row in rows:
+            axes.annotate(str(row["step"]), (row["ort_latency_ms"], 100 * row["val_top1"]),
+                          textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for row, style in ((next((r for r in rows if r["step"] == 0), None), "s"),
+                           (next((r for r in rows if r["kept"]), None), "*")):
+            if row is not None:
+                label = "fine-tuned (unpruned)" if style == "s" else "shipped"
+                axes.plot(row["ort_latency_ms"], 100 * row["val_top1"], style, markersize=14,
+                          color="tab:orange" if style == "*" else "tab:gray", label=label)
+        axes.legend(loc="lower right")
+    else:
+        axes.text(0.5, 0.5, "no iterative search in this run (pruning.ratio is a number)",
+                  ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("onnxruntime latency, batch 1 (ms)")
+    axes.set_ylabel("validation top-1 (%)")
+    axes.set_title("Pruning frontier")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def frontier_lines(pruning_summary: dict[str, Any]) -> list[str]:
+    """Markdown lines of the search's steps (for the report); empty for a fixed ratio."""
+    steps = pruning_summary.get("steps") or []
+    if not steps:
+        return []
+    lines = ["", f"Pruning search (target `{pruning_summary.get('target')}`, "
+                 f"{pruning_summary.get('share', 0):.0%} of the remaining cost per step, budget "
+                 f"{pruning_summary.get('max_val_drop')} validation points):", "",
+             "| step | MACs | params | ORT latency (ms) | ORT img/s (b64) | val top-1 | kept |",
+             "|---|---|---|---|---|---|---|"]
+    for r in steps:
+        latency = "" if r.get("ort_latency_ms") is None else f"{r['ort_latency_ms']:.2f}"
+        speed = "" if r.get("ort_throughput") is None else f"{r['ort_throughput']:.0f}"
+        lines.append(f"| {r['step']} | {r['macs'] / 1e6:.1f} M | {r['params'] / 1e6:.2f} M | "
+                     f"{latency} | {speed} | {100 * r['val_top1']:.2f} % | "
+                     f"{'yes' if r['kept'] else ''} |")
+    return lines

@@ -1,0 +1,230 @@
+"""``pruning.ratio: auto``: the iterative search stops at the accuracy budget and ships the most
+compressed step within it; every step is recorded; several ranks follow rank 0's measurements."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from ft_pipelines.core.models import replace_head
+from ft_pipelines.core.pruning import l1_scores, prune_and_finetune
+from ft_pipelines.core.pruning import transtailor as transtailor_module
+from ft_pipelines.core.pruning.frontier import (
+    SearchSettings,
+    StepOutcome,
+    frontier_figure,
+    frontier_lines,
+    frontier_search,
+    surviving_table,
+    to_original,
+)
+from ft_pipelines.core.pruning.structural import PruningLimitReached
+from ft_pipelines.core.training import world
+from ft_pipelines.core.training.distributed import spawn_data_parallel
+from tests.conftest import MULTI_PROCESS
+from tests.core.pruning.test_back_off import tiny_splits
+from tests.core.pruning.test_pruning import table_for
+
+
+def fake_step(accuracy_of_step: dict[int, float], calls: list):
+    """A step that multiplies the remaining cost by (1 - share); accuracy by the step index."""
+
+    def step(current, index, share):
+        calls.append((current, index, round(share, 4)))
+        cost = current[1] * (1 - share)
+        return StepOutcome((f"model{index}", cost), accuracy_of_step[index], cost)
+
+    return step
+
+
+def settings(**changes) -> SearchSettings:
+    return SearchSettings(**{"share": 0.5, "max_ratio": 0.99, "max_drop_points": 1.0,
+                             "max_attempts": 2, **changes})
+
+
+def test_search_stops_at_the_first_step_over_budget_and_ships_the_one_before():
+    calls = []
+    step = fake_step({1: 0.95, 2: 0.945, 3: 0.942, 4: 0.90, 5: 0.95}, calls)
+    kept, records, accepted = frontier_search(step, ("start", 1.0), 0.95, settings())
+    assert [c[1] for c in calls] == [1, 2, 3, 4]  # never tried step 5
+    assert kept == ("model3", pytest.approx(0.125)) and accepted
+    assert [r["kept"] for r in records] == [False, False, True, False]
+    assert [r["within_limit"] for r in records] == [True, True, True, False]
+    assert calls[1][0][0] == "model1" and calls[2][0][0] == "model2"  # each from the last
+
+
+def test_search_stops_at_the_floor_without_passing_it():
+    calls = []
+    step = fake_step(dict.fromkeys(range(1, 10), 0.95), calls)
+    kept, records, _ = frontier_search(step, ("start", 1.0), 0.95, settings(max_ratio=0.8))
+    # 0.5, 0.25, then the share is cut to reach 0.2 exactly, then nothing is left to remove
+    assert [c[2] for c in calls] == [0.5, 0.5, 0.2]
+    assert records[-1]["cost_fraction"] == pytest.approx(0.2) and records[-1]["kept"]
+
+
+def test_first_step_over_budget_is_retried_gentler_then_flagged():
+    calls = []
+    step = fake_step({1: 0.80, 2: 0.85}, calls)
+    kept, records, accepted = frontier_search(step, ("start", 1.0), 0.95, settings())
+    assert [(c[0], c[2]) for c in calls] == [(("start", 1.0), 0.5), (("start", 1.0), 0.25)]
+    assert not accepted and kept[0] == "model2"  # the better of two failures, flagged
+    calls.clear()
+    step = fake_step({1: 0.80, 2: 0.95, 3: 0.95, 4: 0.5}, calls)
+    kept, records, accepted = frontier_search(step, ("start", 1.0), 0.95, settings())
+    assert accepted and kept[0] == "model3"
+    assert [c[2] for c in calls] == [0.5, 0.25, 0.25, 0.25]  # the gentler share goes on
+
+
+def test_search_that_cannot_prune_at_all_says_what_to_change():
+    def step(current, index, share):
+        raise PruningLimitReached("no room")
+
+    with pytest.raises(PruningLimitReached, match="max_layer_ratio"):
+        frontier_search(step, "start", 0.9, settings())
+
+
+def test_the_renumbered_table_follows_the_channels_across_steps():
+    import pandas as pd
+
+    table = pd.DataFrame({"layer": ["a"] * 5 + ["b"] * 3, "channel": [0, 1, 2, 3, 4, 0, 1, 2],
+                          "norm_score": [0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 3.0]})
+    first = to_original(table, {}, {"a": [0, 2]})
+    second_table = surviving_table(table, first)
+    assert second_table[second_table.layer == "a"]["norm_score"].tolist() == [0.2, 0.4, 0.5]
+    assert second_table[second_table.layer == "a"]["channel"].tolist() == [0, 1, 2]
+    # in the pruned model's numbering channel 1 is original 3
+    assert to_original(table, first, {"a": [1], "b": [0]}) == {"a": [0, 2, 3], "b": [0]}
+
+
+def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbone, monkeypatch):
+    """A model built to lose accuracy once it keeps less than 60 % of its MACs: the search
+    ships the last step above that, records every step with onnxruntime timings, and the
+    per-layer cap refers to the original channel counts across steps."""
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    x = torch.randn(1, 3, 32, 32)
+    table = table_for(model, l1_scores(model), x, [model.classifier])
+    from ft_pipelines.core.utils import count_macs_params
+
+    macs0, _ = count_macs_params(model, x)
+    monkeypatch.setattr(transtailor_module, "validation_top1",
+                        lambda m, data: 0.9 if count_macs_params(m, x)[0] > 0.6 * macs0 else 0.3)
+    params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.9, "target": "macs",
+              "recovery_epochs": 1, "finetune_epochs": 1, "max_layer_ratio": 0.75,
+              "round_to": 8, "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1,
+              "distill": {"alpha": 0.5, "temperature": 4.0}}
+    pruned, summary, history = prune_and_finetune(model, table, tiny_splits(), params)
+    steps = summary["steps"]
+    assert steps[0]["step"] == 0 and steps[0]["macs"] == macs0
+    kept = [r for r in steps if r["kept"]]
+    assert len(kept) == 1 and kept[0]["macs"] > 0.6 * macs0
+    assert steps[-1]["macs"] <= 0.6 * macs0 and not steps[-1]["within_limit"]  # where it stopped
+    assert len(steps) >= 3  # the fine-tuned model, >= 1 step within, the step below 0.6
+    assert all(r["ort_latency_ms"] > 0 and r["ort_throughput"] > 0 for r in steps)
+    assert [r["macs"] for r in steps] == sorted((r["macs"] for r in steps), reverse=True)
+    assert summary["macs_after"] == kept[0]["macs"] and summary["accepted"]
+    for layer, (before, after) in summary["layers"].items():
+        assert after >= min(before, 8 * math.ceil(math.ceil(before * 0.25 - 1e-9) / 8)), layer
+    assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert history["reg_term"].notna().all() and summary["distill"]["alpha"] == 0.5
+    assert any("| yes |" in line for line in frontier_lines(summary))
+    assert frontier_figure(steps).axes[0].get_xlabel().startswith("onnxruntime")
+
+
+def _disagreeing_search():
+    """Rank 1 measures its steps far below the budget and a different cost: both ranks must
+    follow rank 0 (which stays within until step 3) and finish with the same records."""
+    rank = world()[0]
+    calls = []
+
+    def step(current, index, share):
+        calls.append(index)
+        dist.all_reduce(torch.zeros(1))  # a step trains data-parallel: a collective per step
+        accuracy = {1: 0.95, 2: 0.95, 3: 0.5}[index] if rank == 0 else 0.1
+        return StepOutcome(f"model{index}", accuracy, (1 - share) ** index * (1 + rank))
+
+    kept, records, accepted = frontier_search(step, "start", 0.95, settings())
+    state = {"calls": calls, "kept": kept, "accepted": accepted,
+             "costs": [r["cost_fraction"] for r in records]}
+    gathered = [None] * world()[1]
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+@MULTI_PROCESS
+def test_ranks_that_measure_differently_follow_rank_0s_search():
+    rank0, rank1 = spawn_data_parallel(_disagreeing_search, (), 2, "cpu", timeout_s=60,
+                                       task="frontier agreement test")
+    assert rank0["calls"] == rank1["calls"] == [1, 2, 3]
+    assert rank0["kept"] == rank1["kept"] == "model2" and rank1["accepted"]
+    assert rank0["costs"] == rank1["costs"] == [0.5, 0.25, 0.125]
+
+
+def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch):
+    """target: latency: each step's cost is the measured onnxruntime latency (here a runtime
+    whose latency grows as the square root of the MACs), and the MACs pruned per step adapt
+    so that a step removes about its share of the latency."""
+    from ft_pipelines.core.pruning import frontier as frontier_module
+    from ft_pipelines.core.utils import count_macs_params
+
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    x = torch.randn(1, 3, 32, 32)
+    table = table_for(model, l1_scores(model), x, [model.classifier])
+    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads: {
+        "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
+    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.3, "target": "latency",
+              "recovery_epochs": 0, "finetune_epochs": 1, "max_layer_ratio": 0.75,
+              "round_to": None, "min_feature_channels": 16, "max_val_drop": 1.0,
+              "max_attempts": 1, "distill": None}
+    _, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+    steps = summary["steps"]
+    first = steps[0]
+    for row in steps[1:]:
+        latency = row["ort_latency_ms"] / first["ort_latency_ms"]
+        assert row["cost_fraction"] == pytest.approx(latency)
+    # step 1 prunes 20 % of the MACs (no measurement yet): about 10 % of the latency goes
+    assert steps[1]["pruned_share"] == pytest.approx(0.2)
+    # then the MACs share doubles (latency fell half as fast as MACs)
+    assert steps[2]["pruned_share"] == pytest.approx(0.4, rel=0.15)
+    # the floor (30 % of the latency) is reached at step 2, give or take a measured overshoot
+    assert len(steps) == 3 and summary["target"] == "latency"
+    assert summary["cost_removed"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_latency_target_with_a_fixed_ratio_is_refused_with_the_fix():
+    from ft_pipelines.params.validate import ParameterError, validate_parameters
+
+    with pytest.raises(ParameterError, match=r"`pruning.target`: latency .* pruning.ratio: auto"):
+        validate_parameters({"pruning": {"target": "latency", "ratio": 0.5}})
+    assert validate_parameters({"pruning": {"target": "latency", "ratio": "auto"}})
+
+
+@MULTI_PROCESS
+def test_auto_search_in_two_processes_prunes_as_one_process():
+    """Recovery and fine-tuning train data-parallel with distillation; only rank 0 times the
+    exported steps, the others take its measurements: both runs take the same steps."""
+    from ft_pipelines.core.models import channel_counts
+    from ft_pipelines.core.pruning import score_channels
+    from tests.core.training.tiny import tiny_data, tiny_model
+
+    runtime = {"device": "cpu", "precision": "fp32"}
+    params = {"ratio": "auto", "step": 0.5, "max_ratio": 0.6, "target": "channels",
+              "recovery_epochs": 1, "finetune_epochs": 1, "lr": 0.05, "max_val_drop": 100.0,
+              "distill": {"alpha": 0.5, "temperature": 4.0}}
+    model = tiny_model()
+    splits = {"train": tiny_data(), "val": tiny_data(24, seed=1)}
+    table = score_channels(model, splits["train"], "l1")
+    single, single_summary, _ = prune_and_finetune(model, table, splits, params, None, runtime)
+    double, summary, history = prune_and_finetune(
+        model, table, splits, params, None, {**runtime, "distributed": {"processes": 2}})
+    assert channel_counts(double) == channel_counts(single) != channel_counts(model)
+    assert [r["macs"] for r in summary["steps"]] == [r["macs"] for r in single_summary["steps"]]
+    assert len(summary["steps"]) == 3 and all(r["ort_latency_ms"] for r in summary["steps"])
+    assert set(history["processes"]) == {2}
