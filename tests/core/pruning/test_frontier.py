@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from ft_pipelines.core.evaluation.report import frontier_lines
 from ft_pipelines.core.models import replace_head
 from ft_pipelines.core.pruning import l1_scores, prune_and_finetune
 from ft_pipelines.core.pruning import transtailor as transtailor_module
@@ -18,7 +19,6 @@ from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
     frontier_figure,
-    frontier_lines,
     frontier_search,
     surviving_table,
     to_original,

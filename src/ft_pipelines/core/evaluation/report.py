@@ -252,10 +252,30 @@ def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[s
         lines += [f"| {a['attempt']} | {a['ratio']:.3f} | {a.get('macs_ratio', 0):.2f}x | "
                   f"{_pct(a['val_top1'])} | {a['val_drop_points']:.2f} | "
                   f"{'yes' if a['kept'] else ''} |" for a in attempts]
+        lines += frontier_lines(pruning)
         if not pruning.get("accepted", True):
             lines += ["", f"**The pruned model is still {pruning['val_drop_points']:.2f} points "
                           f"below the fine-tuned one on the validation split after "
                           f"{len(attempts)} attempts: do not ship it.**"]
+    return lines
+
+
+def frontier_lines(pruning_summary: dict[str, Any]) -> list[str]:
+    """Markdown lines of the search's steps (for the report); empty for a fixed ratio."""
+    steps = pruning_summary.get("steps") or []
+    if not steps:
+        return []
+    lines = ["", f"Pruning search (target `{pruning_summary.get('target')}`, "
+                 f"{pruning_summary.get('share', 0):.0%} of the remaining cost per step, budget "
+                 f"{pruning_summary.get('max_val_drop')} validation points):", "",
+             "| step | MACs | params | ORT latency (ms) | ORT img/s (b64) | val top-1 | kept |",
+             "|---|---|---|---|---|---|---|"]
+    for r in steps:
+        latency = "" if r.get("ort_latency_ms") is None else f"{r['ort_latency_ms']:.2f}"
+        speed = "" if r.get("ort_throughput") is None else f"{r['ort_throughput']:.0f}"
+        lines.append(f"| {r['step']} | {r['macs'] / 1e6:.1f} M | {r['params'] / 1e6:.2f} M | "
+                     f"{latency} | {speed} | {100 * r['val_top1']:.2f} % | "
+                     f"{'yes' if r['kept'] else ''} |")
     return lines
 
 

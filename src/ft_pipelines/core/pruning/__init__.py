@@ -6,7 +6,6 @@ from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
     frontier_figure,
-    frontier_lines,
     frontier_search,
 )
 from ft_pipelines.core.pruning.gates import ChannelGates, frozen_eval, taylor_scores, train_gates
@@ -40,7 +39,6 @@ __all__ = [
     "channel_groups",
     "feeding_convs",
     "frontier_figure",
-    "frontier_lines",
     "frontier_search",
     "frozen_eval",
     "importance_strength",
