@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.evaluation.report import frontier_lines
 from ft_pipelines.core.models import replace_head
 from ft_pipelines.core.pruning import back_off, l1_scores, prune_and_finetune, validation_top1
 from ft_pipelines.core.pruning import transtailor as transtailor_module
+from ft_pipelines.core.pruning.frontier import frontier_figure
 from tests.core.pruning.test_pruning import table_for
 
 
@@ -82,5 +84,9 @@ def test_prune_and_finetune_backs_off_when_the_drop_is_forced(bundled_backbone, 
     assert summary["val_top1"] == kept["val_top1"] == max(a["val_top1"] for a in attempts)
     assert attempts[1]["macs_ratio"] > attempts[0]["macs_ratio"]  # backed off: pruned less
     assert summary["macs_after"] / summary["macs_before"] == pytest.approx(kept["macs_ratio"])
+    # a fixed ratio has no search steps: the frontier plot and the report's table are empty
+    # (the structural step count, once also named "steps", crashed the pruning node)
+    assert "steps" not in summary and frontier_lines(summary) == []
+    assert frontier_figure(summary.get("steps") or []) is not None
     assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 3)
     assert len(history) == 1

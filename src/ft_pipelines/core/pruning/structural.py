@@ -449,7 +449,7 @@ def prune_by_importance(  # noqa: PLR0913 (the pruning settings, each with a neu
         "target": target,
         "ratio": ratio,
         "channel_ratio": channel_ratio,
-        "steps": steps,
+        "prune_steps": steps,  # torch-pruning's steps; "steps" is the frontier search's rows
         "max_layer_ratio": max_layer_ratio,
         "round_to": round_to,
         "feature_floor": feature_floor,
