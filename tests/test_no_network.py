@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SLOW
+
 ROOT = Path(__file__).resolve().parents[1]
 # MLflow turns its telemetry off by itself under pytest and in CI: a real user's shell has none
 CI_SIGNALS = ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI",
@@ -45,6 +47,7 @@ def _run(code: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@SLOW  # a new interpreter imports Kedro, torch and MLflow: pytest -m slow (.ci/run)
 def test_a_kedro_session_has_mlflow_telemetry_off():
     seen = _run(SESSION, _user_shell())
     assert seen == {"env": ["true", "true"], "disabled": True, "client": "None"}

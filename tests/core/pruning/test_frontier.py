@@ -26,7 +26,7 @@ from ft_pipelines.core.pruning.frontier import (
 from ft_pipelines.core.pruning.structural import PruningLimitReached
 from ft_pipelines.core.training import world
 from ft_pipelines.core.training.distributed import spawn_data_parallel
-from tests.conftest import MULTI_PROCESS
+from tests.conftest import MULTI_PROCESS, SLOW
 from tests.core.pruning.test_back_off import tiny_splits
 from tests.core.pruning.test_pruning import table_for
 
@@ -207,6 +207,7 @@ def test_latency_target_with_a_fixed_ratio_is_refused_with_the_fix():
 
 
 @MULTI_PROCESS
+@SLOW  # spawns ranks: pytest -m slow (.ci/run)
 def test_auto_search_in_two_processes_prunes_as_one_process():
     """Recovery and fine-tuning train data-parallel with distillation; only rank 0 times the
     exported steps, the others take its measurements: both runs take the same steps."""

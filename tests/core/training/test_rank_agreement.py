@@ -25,7 +25,7 @@ from ft_pipelines.core.training import (
     world,
 )
 from ft_pipelines.core.training.distributed import broadcast_buffers, spawn_data_parallel
-from tests.conftest import MULTI_PROCESS
+from tests.conftest import MULTI_PROCESS, SLOW
 from tests.core.training.test_distributed import _config, _register_tiny
 from tests.core.training.tiny import tiny_data, tiny_model
 
@@ -114,6 +114,7 @@ def _rank_one_hangs(seconds: float):
     return "finished"
 
 
+@SLOW  # spawns ranks: pytest -m slow (.ci/run)
 def test_a_killed_rank_ends_the_run_with_an_error_naming_it():
     started = time.perf_counter()
     with pytest.raises(DistributedRunError) as raised:
@@ -124,6 +125,7 @@ def test_a_killed_rank_ends_the_run_with_an_error_naming_it():
     assert time.perf_counter() - started < 30  # well within the timeout: no hang
 
 
+@SLOW  # spawns ranks: pytest -m slow (.ci/run)
 def test_a_rank_stuck_in_a_collective_times_out_with_an_error_naming_it():
     started = time.perf_counter()
     with pytest.raises(DistributedRunError) as raised:

@@ -8,11 +8,11 @@ import torch
 from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
 from ft_pipelines.core.training.distributed import spawn_data_parallel, world
 from ft_pipelines.core.utils import head_parameter_names
-from tests.conftest import MULTI_PROCESS
+from tests.conftest import MULTI_PROCESS, SLOW
 from tests.core.training.test_distributed import _register_tiny
 from tests.core.training.tiny import tiny_data, tiny_model
 
-pytestmark = MULTI_PROCESS
+pytestmark = [MULTI_PROCESS, SLOW]  # spawns ranks: pytest -m slow (.ci/run)
 
 
 def _train(balance: str):
