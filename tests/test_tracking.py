@@ -19,8 +19,8 @@ from kedro.framework.session import KedroSession
 from mlflow import MlflowClient
 from safetensors.torch import save_file
 
+from ft_pipelines.hooks.tracking import sqlite_in_project
 from ft_pipelines.tracking import artifacts, records
-from ft_pipelines.tracking.hook import sqlite_in_project
 from tests.conftest import CI_CHAIN
 from tests.pipelines import conftest as pipeline_tests
 from tests.pipelines.conftest import run_pipelines

@@ -3,23 +3,28 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from ft_pipelines.checkpoint_cleanup import CheckpointCleanupHook
 from ft_pipelines.core.utils import launched_rank
 from ft_pipelines.datasets.rank_catalog import RankLocalCatalog
-from ft_pipelines.hooks import LineageHook, RunConsistencyHook
-from ft_pipelines.params.hooks import ParametersHook
-from ft_pipelines.tracking.hook import MlflowTrackingHook
+from ft_pipelines.hooks import (
+    CheckpointCleanupHook,
+    LineageHook,
+    MlflowTrackingHook,
+    ParametersHook,
+    RunConsistencyHook,
+)
 
 # ParametersHook checks the parameters before any other hook runs (tryfirst), so bad ones stop
 # the session before anything happens. RunConsistencyHook pins each dataset to one version per
 # run, so the versions LineageHook records are the ones the nodes received. The lineage hook
 # writes its record before the tracking hook logs it (that one runs last); the checkpoint cleanup
 # removes a node's checkpoints once all of its outputs are saved.
-HOOKS = (ParametersHook(), RunConsistencyHook(), LineageHook(), CheckpointCleanupHook(),
-         MlflowTrackingHook())
+# The others read the parameters ParametersHook validated: one validation per session.
+PARAMETERS = ParametersHook()
+HOOKS = (PARAMETERS, RunConsistencyHook(), LineageHook(PARAMETERS),
+         CheckpointCleanupHook(PARAMETERS), MlflowTrackingHook(PARAMETERS))
 # Under torchrun every rank runs this session; only rank 0 writes outputs, lineage and MLflow.
 if launched_rank() > 0:
-    HOOKS = (ParametersHook(), RunConsistencyHook())
+    HOOKS = (PARAMETERS, RunConsistencyHook())
     DATA_CATALOG_CLASS = RankLocalCatalog
 # kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
 # (the plugin's would open a second MLflow run, and let an unreachable server fail the run).

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from ft_pipelines.core.models import save_model_file
 from ft_pipelines.core.models.artifact import SPEC_KEY
-from ft_pipelines.params.hooks import InvalidParameters
+from ft_pipelines.hooks import InvalidParameters
 from tests.pipelines.conftest import (
     error_chain,
     kedro_cli,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ft_pipelines.params.hooks import InvalidParameters
+from ft_pipelines.hooks import InvalidParameters
 from tests.pipelines.conftest import kedro_cli, latest, run_error, run_pipelines
 from tests.project_copy import copy_project
 
@@ -78,3 +78,20 @@ def test_threads_are_applied_and_the_environment_recorded(project):
     # the lineage holds every parameter with its default, as plain values
     assert record["parameters"]["finetune"]["batch_size"] == 64
     assert record["parameters"]["pruning"]["ratio"] == "auto"  # conf/ci
+
+
+def test_the_configuration_is_validated_once_per_run(project, monkeypatch):
+    """One check of the whole configuration per ``kedro run``: the lineage, checkpoint and
+    tracking hooks and the nodes read the ParametersHook's typed object, none re-validates."""
+    from ft_pipelines.params import Parameters
+
+    calls = []
+    validate = Parameters.model_validate.__func__
+
+    def counted(cls, *args, **kwargs):
+        calls.append(cls)
+        return validate(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Parameters, "model_validate", classmethod(counted))
+    run_pipelines(project, ["data_ingestion"])
+    assert len(calls) == 1

@@ -1,2 +1,3 @@
-"""Run tracking with MLflow: ``hook`` makes every ``kedro run`` one MLflow run (registered in
-settings.py); ``records`` turns data into parameters and metrics (also used by the study)."""
+"""Run tracking with MLflow: ``records`` turns data into parameters and metrics (also used by the
+study), ``registry`` and ``promotion`` register and promote the shipped model; the hook that
+makes every ``kedro run`` one MLflow run is ``ft_pipelines.hooks.tracking``."""

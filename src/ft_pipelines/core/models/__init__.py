@@ -28,7 +28,6 @@ from ft_pipelines.core.models.layouts import (
 from ft_pipelines.core.models.loading import SOURCES, load_backbone
 from ft_pipelines.core.models.provenance import (
     InputMismatchError,
-    check_model_fits_data,
     classes_of,
     data_fingerprint,
     describe_source,
@@ -64,7 +63,6 @@ __all__ = [
     "apply_surgery",
     "attach_config",
     "channel_counts",
-    "check_model_fits_data",
     "classes_of",
     "create_backbone",
     "data_fingerprint",

@@ -91,20 +91,6 @@ def input_mismatch(
     return None
 
 
-def check_model_fits_data(
-    model: nn.Module, images: pd.DataFrame | None = None,
-    class_names: Sequence[str] | None = None, *, model_name: str = "model"
-) -> None:
-    """Raise ``InputMismatchError`` when ``model`` was made for other data than these inputs."""
-    reason = input_mismatch(model, images, class_names)
-    if reason:
-        raise InputMismatchError(
-            f"{model_name} {reason}: the inputs come from different runs. Re-run the stages "
-            "that produce them together, or pin versions that belong together with "
-            "--load-versions."
-        )
-
-
 def source_fingerprint(value: Any) -> str:
     """What identifies an input an artifact is computed from: an ``images`` table its data
     fingerprint, a model (or its state dict) its weights, anything else its content."""

@@ -10,7 +10,7 @@ from torch import nn
 
 from ft_pipelines.core.data import split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import importance_distribution_figure
-from ft_pipelines.core.models import check_model_fits_data, record_sources
+from ft_pipelines.core.models import record_sources
 from ft_pipelines.core.pruning import score_channels
 from ft_pipelines.params import ImportanceParams, RuntimeParams
 
@@ -18,7 +18,6 @@ from ft_pipelines.params import ImportanceParams, RuntimeParams
 def compute_channel_importance(finetuned_model: nn.Module, images: pd.DataFrame,
                                importance: ImportanceParams, decode_cache_dir: str | None,
                                runtime: RuntimeParams) -> tuple[pd.DataFrame, Figure]:
-    check_model_fits_data(finetuned_model, images, model_name="finetuned_model")
     size = finetuned_model.backbone_cfg.input_size
     train = split_image_data(images, size, decode_cache_dir)["train"]
     train = stratified_subset(train, importance.max_images, importance.seed)

@@ -17,7 +17,6 @@ from ft_pipelines.core.evaluation import (
     render_report,
 )
 from ft_pipelines.core.export import OnnxModel, score_onnx
-from ft_pipelines.core.models import check_model_fits_data
 from ft_pipelines.params import EvaluationParams, RuntimeParams
 
 
@@ -27,8 +26,6 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
              class_names: list[str], evaluation: EvaluationParams, decode_cache_dir: str | None,
              runtime: RuntimeParams) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
     """PyTorch rows, the exported ONNX/int8 rows (onnxruntime, same threads) and baselines."""
-    for name, model in (("finetuned_model", finetuned_model), ("pruned_model", pruned_model)):
-        check_model_fits_data(model, images, class_names, model_name=name)
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,

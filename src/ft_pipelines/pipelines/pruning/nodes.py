@@ -10,7 +10,7 @@ from torch import nn
 
 from ft_pipelines.core.data import decode_cache_key, split_image_data
 from ft_pipelines.core.evaluation import learning_curves
-from ft_pipelines.core.models import check_model_fits_data, record_training_data
+from ft_pipelines.core.models import record_training_data
 from ft_pipelines.core.pruning import frontier_figure, prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
 from ft_pipelines.params import FinetuneParams, PruningParams, RuntimeParams
@@ -19,7 +19,6 @@ from ft_pipelines.params import FinetuneParams, PruningParams, RuntimeParams
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
           pruning: PruningParams, finetune: FinetuneParams, decode_cache_dir: str | None,
           runtime: RuntimeParams) -> tuple[nn.Module, dict, pd.DataFrame, Figure, Figure]:
-    check_model_fits_data(finetuned_model, images, model_name="finetuned_model")
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     settings = pruning.model_dump()

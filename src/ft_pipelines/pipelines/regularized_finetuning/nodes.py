@@ -11,7 +11,7 @@ from torch import nn
 
 from ft_pipelines.core.data import decode_cache_key, split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import learning_curves
-from ft_pipelines.core.models import check_model_fits_data, record_sources, record_training_data
+from ft_pipelines.core.models import record_sources, record_training_data
 from ft_pipelines.core.regularizers import (
     ATTENTION_COLUMNS,
     check_delta_can_train,
@@ -27,7 +27,6 @@ def compute_delta_attention(surgered_model: nn.Module, images: pd.DataFrame, fin
                             runtime: RuntimeParams) -> pd.DataFrame:
     """DELTA's per-channel weights (an empty table when the regulariser is not DELTA), stamped
     with the model and data they were computed for."""
-    check_model_fits_data(surgered_model, images, model_name="surgered_model")
     regularizer = resolve_regularizer(finetune_plan, finetune.regularizer.model_dump())
     check_delta_can_train(surgered_model, regularizer)
     table = (_delta_attention(surgered_model, images, finetune, decode_cache_dir, runtime)
@@ -49,7 +48,6 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
              delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
              runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
     """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
-    check_model_fits_data(surgered_model, images, model_name="surgered_model")
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     settings = finetune.model_dump()

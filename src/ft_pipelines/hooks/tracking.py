@@ -26,7 +26,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from ft_pipelines.core.export import evaluated_recommendation
 from ft_pipelines.core.models import data_fingerprint
 from ft_pipelines.core.utils import atomic_write
-from ft_pipelines.params import plain_parameters
+from ft_pipelines.hooks.parameters import ParametersHook
 from ft_pipelines.tracking import artifacts, promotion, records, registry
 
 with warnings.catch_warnings():
@@ -91,8 +91,9 @@ class MlflowTrackingHook(MlflowHook):
     lets an unreachable server fail the run and would open a second MLflow run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parameters: ParametersHook) -> None:
         super().__init__()
+        self.parameters = parameters
         self._reset()
 
     def _reset(self) -> None:
@@ -128,7 +129,7 @@ class MlflowTrackingHook(MlflowHook):
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._reset()
-        self.params = plain_parameters(context.params)
+        self.params = self.parameters.plain()
         self.settings = self.params["mlflow"]
         if not self.settings.get("enabled", True):
             self._is_mlflow_enabled = False

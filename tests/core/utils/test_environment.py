@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from ft_pipelines.params import environment
+from ft_pipelines.core.utils import environment
 
 
 @pytest.fixture()

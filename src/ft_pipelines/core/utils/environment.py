@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import ft_pipelines
-from ft_pipelines.core.utils import package_version
+from ft_pipelines.core.utils.fingerprint import package_version
 
 logger = logging.getLogger(__name__)
 

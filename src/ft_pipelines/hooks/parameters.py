@@ -1,5 +1,8 @@
-"""Kedro hook: check the whole parameter configuration when a session starts, then apply
-``runtime.threads`` (before any node, for every stage, whichever pipelines the run includes)."""
+"""Kedro hook: the one validation of the parameters per session, then ``runtime.threads``.
+
+Every other hook and every node reads the typed ``Parameters`` this hook made (``session``):
+the configuration is checked once, when the session starts, and nothing runs with bad values.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,9 @@ from typing import Any
 import click
 from kedro.framework.hooks import hook_impl
 
+from ft_pipelines.core.utils.environment import apply_threads
 from ft_pipelines.core.utils.runtime import resolve_device, resolve_precision
-from ft_pipelines.params.environment import apply_threads
-from ft_pipelines.params.runtime import RuntimeParams
-from ft_pipelines.params.validate import ParameterError, validate_parameters
+from ft_pipelines.params import ParameterError, Parameters, RuntimeParams, validate_parameters
 
 
 class InvalidParameters(ParameterError, click.ClickException):
@@ -24,7 +26,10 @@ class InvalidParameters(ParameterError, click.ClickException):
 
 
 class ParametersHook:
-    """Raises ``InvalidParameters`` listing every problem; nothing runs with bad parameters."""
+    """Raises ``InvalidParameters`` listing every problem; holds the validated ``Parameters``."""
+
+    def __init__(self) -> None:
+        self.parameters: Parameters | None = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -38,6 +43,26 @@ class ParametersHook:
         if problem:
             raise InvalidParameters([problem])
         apply_threads(parameters.runtime.threads)
+        self.parameters = parameters
+
+    @hook_impl(tryfirst=True)
+    def after_catalog_created(self, catalog: Any) -> None:
+        """Nodes get the blocks of the validated object, the very values the session checked
+        (cross-block checks included), not a copy Kedro rebuilt from the raw configuration."""
+        parameters = self.validated()
+        for name in type(parameters).model_fields:
+            if f"params:{name}" in catalog:
+                catalog[f"params:{name}"] = getattr(parameters, name)
+
+    def validated(self) -> Parameters:
+        if self.parameters is None:
+            raise RuntimeError("ParametersHook has not validated this session's parameters "
+                               "yet: register it first in settings.HOOKS")
+        return self.parameters
+
+    def plain(self) -> dict[str, Any]:
+        """Every key with its value, as plain JSON (lineage, MLflow)."""
+        return self.validated().model_dump(mode="json")
 
 
 def machine_problem(runtime: RuntimeParams) -> str | None:

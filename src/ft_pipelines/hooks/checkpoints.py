@@ -16,21 +16,22 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from ft_pipelines.core.training import take_finished_checkpoints
-from ft_pipelines.params import validate_parameters
+from ft_pipelines.hooks.parameters import ParametersHook
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointCleanupHook:
-    def __init__(self) -> None:
+    def __init__(self, parameters: ParametersHook) -> None:
+        self.parameters = parameters
         self.keep = False
         self.root: Path | None = None  # finetune.checkpoint_dir: emptied parents up to it go
         self.pending: dict[str, list[Path]] = {}  # node name -> its finished checkpoint folders
         self.saved: dict[str, set[str]] = {}
 
     @hook_impl
-    def after_catalog_created(self, parameters: dict[str, Any]) -> None:
-        finetune = validate_parameters(parameters["parameters"]).finetune
+    def after_catalog_created(self) -> None:
+        finetune = self.parameters.validated().finetune
         self.keep, self.root = finetune.keep_checkpoints, Path(finetune.checkpoint_dir).resolve()
         self.pending, self.saved = {}, {}
 

@@ -1,7 +1,7 @@
-"""Run hooks. ``RunConsistencyHook``: one version of each dataset per run, and inputs that do not
-belong together stop the node. ``LineageHook``: which version of which dataset each run loaded
-and saved, with its parameters and the environment (threads, device, library versions, CPU) its
-results depend on."""
+"""``RunConsistencyHook``: one version of each dataset per run, and inputs that do not belong
+together (a model made for other data, images and class names of different runs, a model
+whose sources changed) stop the node, naming the versions that fit. The model-vs-data check
+lives here only: every node gets it, whichever pipeline runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import importlib
 import json
 import logging
 import pkgutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,9 +31,6 @@ from ft_pipelines.core.models import (
 )
 from ft_pipelines.core.models.artifact import read_artifact
 from ft_pipelines.core.models.provenance import MADE_FROM
-from ft_pipelines.datasets import AtomicJSONDataset as JSONDataset
-from ft_pipelines.params import plain_parameters
-from ft_pipelines.params.environment import environment_record
 
 logger = logging.getLogger(__name__)
 
@@ -310,97 +306,3 @@ class RunConsistencyHook:
 
         version = self._matching_versions(model_name, made_for_this_data)
         return f"{model_name}:{version}" if version else None
-
-
-class LineageHook:
-    """Writes one versioned ``lineage.json`` per run (also when the run fails)."""
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self.catalog: Any = None
-        self.record: dict[str, Any] = {}
-
-    @hook_impl
-    def after_catalog_created(
-        self,
-        catalog: Any,
-        parameters: dict[str, Any],
-        save_version: str,
-        load_versions: dict[str, str],
-    ) -> None:
-        self.catalog = catalog
-        self.record = {
-            "save_version": save_version,
-            "pinned_load_versions": load_versions,
-            "parameters": plain_parameters(parameters["parameters"]),
-            "loaded": {},
-            "saved": {},
-        }
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self.record.update(
-            {
-                "run_id": run_params.get("run_id"),
-                "env": run_params.get("env"),
-                "pipelines": run_params.get("pipeline_names"),
-                "started": time.time(),
-                "runtime_params": run_params.get("runtime_params"),
-                "project_path": run_params.get("project_path"),
-                "environment": environment_record(),
-            }
-        )
-
-    def _version(self, name: str, load: bool) -> str | None:
-        try:
-            dataset = self.catalog[name]
-        except Exception:  # a dataset created on the fly (memory) has no entry to ask
-            return None
-        if not isinstance(dataset, AbstractVersionedDataset):
-            return None
-        return dataset.resolve_load_version() if load else dataset.resolve_save_version()
-
-    @hook_impl
-    def after_dataset_loaded(self, dataset_name: str, node: Any) -> None:
-        if self.catalog is None or dataset_name.startswith("params:"):
-            return
-        entry = self.record["loaded"].setdefault(dataset_name, {"by": []})
-        entry["version"] = self._version(dataset_name, load=True)
-        entry["by"].append(node.name)
-
-    @hook_impl
-    def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
-        if self.catalog is None:
-            return
-        self.record["saved"][dataset_name] = {
-            "version": self._version(dataset_name, load=False),
-            "by": node.name,
-        }
-
-    def _write(self, status: str) -> None:
-        if not self.record:
-            return
-        self.record.update({"status": status, "finished": time.time()})
-        directory = self.record["parameters"]["lineage"]["directory"]
-        # relative to the project, as Kedro resolves the catalog's paths
-        path = Path(self.record.get("project_path") or ".") / directory
-        path = (path / "lineage.json").as_posix()
-        dataset = JSONDataset(
-            filepath=path,
-            version=Version(None, self.record["save_version"]),
-            save_args={"indent": 2, "default": str},
-        )
-        dataset.save(self.record)
-        logger.info("Lineage of run %s written to %s", self.record.get("run_id"), path)
-        self._reset()
-
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._write("success")
-
-    @hook_impl
-    def on_pipeline_error(self, error: Exception) -> None:
-        self.record["error"] = repr(error)
-        self._write("failed")

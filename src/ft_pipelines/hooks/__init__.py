@@ -1,0 +1,12 @@
+"""The project's Kedro hooks, registered in ``settings.py``: the one parameter validation
+(``ParametersHook``, which the others read), run consistency, lineage, checkpoint cleanup and
+MLflow tracking."""
+
+from ft_pipelines.hooks.checkpoints import CheckpointCleanupHook
+from ft_pipelines.hooks.consistency import RunConsistencyHook
+from ft_pipelines.hooks.lineage import LineageHook
+from ft_pipelines.hooks.parameters import InvalidParameters, ParametersHook
+from ft_pipelines.hooks.tracking import MlflowTrackingHook
+
+__all__ = ["CheckpointCleanupHook", "InvalidParameters", "LineageHook", "MlflowTrackingHook",
+           "ParametersHook", "RunConsistencyHook"]
