@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ft_pipelines.params.base import Schema, Seed
+from ft_pipelines.core.utils.schema import Schema, Seed
 
 
 class SurgeryParams(Schema):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ft_pipelines.params.base import Count, Fraction, Schema, Seed, invalid
+from ft_pipelines.core.utils.schema import Count, Fraction, Schema, Seed, invalid
 
 
 class Splits(Schema):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ft_pipelines.params.base import Count, Fraction, NonNegativeInt, Schema, Seed
+from ft_pipelines.core.utils.schema import Count, Fraction, NonNegativeInt, Schema, Seed
 
 # The names of core.export.quantize.INT8_CONFIGS (a test checks they match).
 Int8ConfigName = Literal[

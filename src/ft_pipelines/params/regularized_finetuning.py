@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ft_pipelines.params.base import (
+from ft_pipelines.core.utils.schema import (
     Count,
     Fraction,
     LearningRate,

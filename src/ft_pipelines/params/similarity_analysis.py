@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ft_pipelines.params.base import Count, Schema, Seed
+from ft_pipelines.core.utils.schema import Count, Schema, Seed
 
 
 class SimilarityParams(Schema):

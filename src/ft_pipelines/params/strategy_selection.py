@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from ft_pipelines.core.regularizers import REGULARIZER_KEYS  # the builders' keys: one list
-from ft_pipelines.params.base import (
+from ft_pipelines.core.utils.schema import (
     Count,
     LearningRate,
     NonNegativeInt,

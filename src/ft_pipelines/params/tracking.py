@@ -6,7 +6,7 @@ import warnings
 
 from pydantic import Field
 
-from ft_pipelines.params.base import Schema
+from ft_pipelines.core.utils.schema import Schema
 
 
 def _default_params() -> dict[str, str]:

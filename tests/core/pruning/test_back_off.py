@@ -15,6 +15,7 @@ from ft_pipelines.core.pruning import back_off, l1_scores, prune_and_finetune, v
 from ft_pipelines.core.pruning import transtailor as transtailor_module
 from ft_pipelines.core.pruning.frontier import frontier_figure
 from tests.core.pruning.test_pruning import table_for
+from tests.core.training.tiny import UNGUARDED_PRUNING
 
 
 def fake_attempt(accuracy_at: dict[float, float]):
@@ -73,7 +74,7 @@ def test_prune_and_finetune_backs_off_when_the_drop_is_forced(bundled_backbone, 
     # the fine-tuned reference is made perfect, so every pruned attempt falls short of it
     monkeypatch.setattr(transtailor_module, "validation_top1",
                         lambda m, data: 1.0 if m is model else real(m, data))
-    params = {"ratio": 0.3, "target": "macs", "steps": 1, "finetune_epochs": 1,
+    params = {**UNGUARDED_PRUNING, "ratio": 0.3, "target": "macs", "steps": 1, "finetune_epochs": 1,
               "max_layer_ratio": 0.75, "round_to": 8, "min_feature_channels": 16,
               "max_val_drop": 0.0, "max_attempts": 2}
     pruned, summary, history = prune_and_finetune(model, table, splits, params)

@@ -10,10 +10,10 @@ from ft_pipelines.core.models import channel_counts
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 from ft_pipelines.core.training import load_checkpoint, take_finished_checkpoints
 from tests.conftest import MULTI_PROCESS
-from tests.core.training.tiny import tiny_data, tiny_model
+from tests.core.training.tiny import UNGUARDED_PRUNING, tiny_data, tiny_model
 
 RUNTIME = {"device": "cpu", "precision": "fp32"}
-PARAMS = {"ratio": 0.4, "target": "channels", "steps": 2, "recovery_epochs": 1,
+PARAMS = {**UNGUARDED_PRUNING, "ratio": 0.4, "target": "channels", "steps": 2, "recovery_epochs": 1,
           "finetune_epochs": 1, "lr": 0.05}
 
 pytestmark = MULTI_PROCESS

@@ -29,6 +29,7 @@ from ft_pipelines.core.training.distributed import spawn_data_parallel
 from tests.conftest import MULTI_PROCESS, SLOW
 from tests.core.pruning.test_back_off import tiny_splits
 from tests.core.pruning.test_pruning import table_for
+from tests.core.training.tiny import UNGUARDED_PRUNING
 
 
 def fake_step(accuracy_of_step: dict[int, float], calls: list):
@@ -114,7 +115,8 @@ def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbon
     macs0, _ = count_macs_params(model, x)
     monkeypatch.setattr(transtailor_module, "validation_top1",
                         lambda m, data: 0.9 if count_macs_params(m, x)[0] > 0.6 * macs0 else 0.3)
-    params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.9, "target": "macs",
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.9,
+              "target": "macs",
               "recovery_epochs": 1, "finetune_epochs": 1, "max_layer_ratio": 0.75,
               "round_to": 8, "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1,
               "distill": {"alpha": 0.5, "temperature": 4.0}}
@@ -179,7 +181,8 @@ def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch)
     monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads: {
         "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
     monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
-    params = {"ratio": "auto", "step": 0.2, "max_ratio": 0.3, "target": "latency",
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.3,
+              "target": "latency",
               "recovery_epochs": 0, "finetune_epochs": 1, "max_layer_ratio": 0.75,
               "round_to": None, "min_feature_channels": 16, "max_val_drop": 1.0,
               "max_attempts": 1, "distill": None}
@@ -213,10 +216,11 @@ def test_auto_search_in_two_processes_prunes_as_one_process():
     exported steps, the others take its measurements: both runs take the same steps."""
     from ft_pipelines.core.models import channel_counts
     from ft_pipelines.core.pruning import score_channels
-    from tests.core.training.tiny import tiny_data, tiny_model
+    from tests.core.training.tiny import UNGUARDED_PRUNING, tiny_data, tiny_model
 
     runtime = {"device": "cpu", "precision": "fp32"}
-    params = {"ratio": "auto", "step": 0.5, "max_ratio": 0.6, "target": "channels",
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.5, "max_ratio": 0.6,
+              "target": "channels",
               "recovery_epochs": 1, "finetune_epochs": 1, "lr": 0.05, "max_val_drop": 100.0,
               "distill": {"alpha": 0.5, "temperature": 4.0}}
     model = tiny_model()

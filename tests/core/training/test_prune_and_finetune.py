@@ -9,7 +9,7 @@ from ft_pipelines.core.models import channel_counts
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
 from ft_pipelines.core.training import TrainConfig, load_checkpoint
 from ft_pipelines.core.utils import count_params
-from tests.core.training.tiny import run, tiny_data, tiny_model
+from tests.core.training.tiny import UNGUARDED_PRUNING, run, tiny_data, tiny_model
 
 
 def test_prune_and_finetune_on_a_tiny_model(tmp_path):
@@ -19,7 +19,8 @@ def test_prune_and_finetune_on_a_tiny_model(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     splits = {"train": tiny_data(), "val": tiny_data(24, seed=1)}
     table = score_channels(model, splits["train"], "l1")
-    params = {"ratio": 0.4, "target": "channels", "finetune_epochs": 2, "lr": 0.05}
+    params = {**UNGUARDED_PRUNING, "ratio": 0.4, "target": "channels", "finetune_epochs": 2,
+              "lr": 0.05}
     pruned, summary, history = prune_and_finetune(model, table, splits, params, tmp_path)
 
     kept, original = channel_counts(pruned), channel_counts(model)

@@ -90,3 +90,11 @@ class Crash(Callback):
     def on_epoch_end(self, trainer, epoch, row):
         if self.batch is None and epoch == self.epoch:
             raise KeyboardInterrupt("killed after the checkpoint")
+
+
+# The pruning settings the core pruning tests were written for: one step, none of the
+# pipeline's guards (layer floors, round_to, back-off, distillation), so each test states
+# exactly what it exercises; everything else is the schema's default.
+UNGUARDED_PRUNING = {"steps": 1, "max_layer_ratio": 1.0, "round_to": None,
+                     "min_feature_channels": 1, "max_val_drop": 100.0, "max_attempts": 1,
+                     "distill": None, "lr": 0.01, "finetune_epochs": 4}

@@ -10,7 +10,15 @@ from ft_pipelines.core.pruning.frontier import (
 )
 from ft_pipelines.core.pruning.gates import ChannelGates, frozen_eval, taylor_scores, train_gates
 from ft_pipelines.core.pruning.graph import build_dependency_graph, prunable_bn_layers
+from ft_pipelines.core.pruning.importance import (
+    IMPORTANCE_METHODS,
+    ImportanceMethod,
+    ImportanceParams,
+    register_importance,
+    score_channels,
+)
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
+from ft_pipelines.core.pruning.settings import DistillParams, PruningParams
 from ft_pipelines.core.pruning.structural import (
     PruningLimitReached,
     TableImportance,
@@ -18,16 +26,19 @@ from ft_pipelines.core.pruning.structural import (
     prune_by_importance,
 )
 from ft_pipelines.core.pruning.transtailor import (
-    IMPORTANCE_METHODS,
     back_off,
     importance_strength,
     prune_and_finetune,
-    score_channels,
     validation_top1,
 )
 
 __all__ = [
     "IMPORTANCE_METHODS",
+    "DistillParams",
+    "ImportanceMethod",
+    "ImportanceParams",
+    "PruningParams",
+    "register_importance",
     "ChannelGates",
     "PruningLimitReached",
     "SearchSettings",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.pruning.baselines import feeding_convs, l1_scores, random_scores
+from ft_pipelines.core.pruning.baselines import feeding_convs
 from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
 from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
@@ -27,9 +27,8 @@ from ft_pipelines.core.pruning.frontier import (
     timing_rank,
     to_original,
 )
-from ft_pipelines.core.pruning.gates import ChannelGates, taylor_scores, train_gates
-from ft_pipelines.core.pruning.graph import prunable_bn_layers
-from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
+from ft_pipelines.core.pruning.importance import example_inputs, normalised_batches
+from ft_pipelines.core.pruning.settings import PruningParams
 from ft_pipelines.core.pruning.structural import prune_by_importance
 from ft_pipelines.core.regularizers import L2SP, CompositeRegularizer
 from ft_pipelines.core.training import (
@@ -39,83 +38,23 @@ from ft_pipelines.core.training import (
     rank0_decides,
     run_data_parallel,
     set_activity,
-    world,
 )
 from ft_pipelines.core.utils import (
     classifier_name,
     head_parameter_names,
     model_size_bytes,
-    normalise,
     preserved_modes,
-    resolve_device,
 )
+from ft_pipelines.core.utils.runtime import RuntimeParams
 
 logger = logging.getLogger(__name__)
-IMPORTANCE_METHODS = ("taylor_gate", "l1", "random")
 #: a search step may remove up to this much more of the MACs than its share (it records what
 #: it removed; a finer bisection costs a pruned copy per halving)
 STEP_MACS_TOLERANCE = 0.05
 
 
-def normalised_batches(model: nn.Module, data: ImageData, batch_size: int
-                       ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed, normalised batches of ``data`` (re-iterable, as the gate trainer needs)."""
-    cfg = model.backbone_cfg
-    return [(normalise(data.images[i:i + batch_size], cfg.mean, cfg.std),
-             data.labels[i:i + batch_size]) for i in range(0, len(data), batch_size)]
-
-
-def _example_inputs(model: nn.Module) -> torch.Tensor:
-    size = model.backbone_cfg.input_size
-    return torch.randn(1, 3, size, size)
-
-
 def _classifier(model: nn.Module) -> nn.Module:
     return model.get_submodule(classifier_name(model))
-
-
-def score_channels(model: nn.Module, data: ImageData, method: str = "taylor_gate",
-                   params: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None
-                   ) -> pd.DataFrame:
-    """Importance of every prunable channel (``taylor_gate``, or the ``l1``/``random`` baselines).
-
-    ``taylor_gate``: a learnable scale after each BN, weights frozen, scales trained on the
-    target loss, then ``|alpha * dL/dalpha|`` accumulated over every training batch. ``runtime``
-    (the ``runtime`` block) sets the device and the processes the gates train in (data-parallel
-    like the Trainer: every rank gets the single-process scores); without it
-    ``params["device"]``.
-    """
-    params = dict(params or {})
-    if method not in IMPORTANCE_METHODS:
-        raise ValueError(f"pruning.importance={method!r}: use one of {IMPORTANCE_METHODS}")
-    model = model.eval()
-    layers = prunable_bn_layers(model)
-    scales = None
-    if method == "taylor_gate":
-        runtime = runtime or {"device": params.get("device", "auto")}
-        scores, scales = run_data_parallel(_gate_scores, (model, data, layers, params, runtime),
-                                           runtime, task="channel importance (gate training)")
-    elif method == "l1":
-        scores = l1_scores(model, layers)
-    else:
-        scores = random_scores(model, layers, int(params.get("seed", 0)))
-    groups = channel_groups(model, _example_inputs(model), layers, [_classifier(model)])
-    return importance_table(scores, scales, groups)
-
-
-def _gate_scores(model: nn.Module, data: ImageData, layers: list[str], params: dict[str, Any],
-                 runtime: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Train the gates and take the Taylor scores in this process (one rank of several when a
-    process group exists); returns (scores, gate scales), the model back on the CPU."""
-    device = resolve_device(runtime.get("device", "auto"))
-    batches = normalised_batches(model, data, int(params.get("batch_size", 64)))
-    with ChannelGates(model, layers) as gates:
-        train_gates(model, gates, batches, int(params.get("gate_epochs", 2)),
-                    float(params.get("gate_lr", 0.01)), device, progress=world()[0] == 0)
-        scores = taylor_scores(model, gates, batches, device)
-        scales = gates.scales()
-    model.cpu()
-    return scores, scales
 
 
 def importance_strength(model: nn.Module, table: pd.DataFrame,
@@ -190,40 +129,39 @@ def back_off(attempt: Callable[[int, float], tuple[Any, float, dict]], ratio: fl
     return results[kept], records, records[kept]["within_limit"]
 
 
-def _runtime(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in ("device", "precision") if k in params}  # runtime.*
+def _train_config(runtime: RuntimeParams, **settings: Any) -> TrainConfig:
+    return TrainConfig(device=runtime.device, precision=runtime.precision, **settings)
 
 
-def _feature_floor(model: nn.Module, params: dict[str, Any]) -> int:
+def _feature_floor(model: nn.Module, params: PruningParams) -> int:
     num_classes = getattr(_classifier(model), "out_features", 1)
-    return max(num_classes, int(params.get("min_feature_channels", 1)))
+    return max(num_classes, params.min_feature_channels)
 
 
 def _with_distillation(regularizer: Any, teacher: nn.Module | None, config: TrainConfig,
-                       splits: dict[str, ImageData], params: dict[str, Any]) -> Any:
+                       splits: dict[str, ImageData], params: PruningParams) -> Any:
     """``regularizer`` plus distillation from ``teacher`` when ``pruning.distill`` is set."""
-    settings = params.get("distill")
-    if not settings or teacher is None:
+    settings = params.distill
+    if settings is None or teacher is None:
         return regularizer
     check_plain_loss(config)
-    distill = Distillation(teacher, splits["train"].labels, float(settings.get("alpha", 0.5)),
-                           float(settings.get("temperature", 4.0)))
+    distill = Distillation(teacher, splits["train"].labels, settings.alpha,
+                           settings.temperature)
     return distill if regularizer is None else CompositeRegularizer([regularizer, distill])
 
 
 def _finetune(model: nn.Module, table: pd.DataFrame, removed: dict[str, list[int]],  # noqa: PLR0917
-              splits: dict[str, ImageData], params: dict[str, Any], epochs: int, seed: int,
-              checkpoint_dir: Path | None, teacher: nn.Module | None = None,
-              progress: bool = True) -> pd.DataFrame:
+              splits: dict[str, ImageData], params: PruningParams, runtime: RuntimeParams,
+              epochs: int, seed: int, checkpoint_dir: Path | None,
+              teacher: nn.Module | None = None, progress: bool = True) -> pd.DataFrame:
     """Importance-aware fine-tuning of a pruned ``model`` in place: L2-SP toward its current
     weights, each surviving filter held by its importance (``removed``: original indices), and
     distillation from ``teacher`` when ``pruning.distill`` is set."""
     anchor = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    regularizer = L2SP(model, anchor, alpha=float(params.get("anchor_alpha", 0.01)), beta=0.0,
+    regularizer = L2SP(model, anchor, alpha=params.anchor_alpha, beta=0.0,
                        channel_strength=importance_strength(model, table, removed))
-    lr = float(params.get("lr", 0.01))
-    config = TrainConfig(epochs=epochs, lr_pretrained=lr, lr_new=lr, seed=seed,
-                         warmup_epochs=0.0, progress=progress, **_runtime(params))
+    config = _train_config(runtime, epochs=epochs, lr_pretrained=params.lr, lr_new=params.lr,
+                           seed=seed, warmup_epochs=0.0, progress=progress)
     regularizer = _with_distillation(regularizer, teacher, config, splits, params)
     history = _train(model, splits, config, regularizer, checkpoint_dir)
     model.cpu()
@@ -231,66 +169,64 @@ def _finetune(model: nn.Module, table: pd.DataFrame, removed: dict[str, list[int
 
 
 def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                params: dict[str, Any], ratio: float, checkpoint_dir: Path | None
-                ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+                params: PruningParams, runtime: RuntimeParams, ratio: float,
+                checkpoint_dir: Path | None) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune a copy of ``model`` at ``ratio`` in ``steps`` with short recovery, then
     importance-aware fine-tuning (distilled from ``model`` when ``pruning.distill`` is set)."""
     teacher = model
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
-    lr = float(params.get("lr", 0.01))
-    seed = int(params.get("seed", 0))
+    seed = params.seed
 
     def recover(pruned: nn.Module, step: int) -> None:
-        if step + 1 < int(params.get("steps", 1)) and int(params.get("recovery_epochs", 1)) > 0:
-            config = TrainConfig(epochs=int(params.get("recovery_epochs", 1)), lr_pretrained=lr,
-                                 lr_new=lr, seed=seed + 100 + step, progress=False,
-                                 **_runtime(params))
+        if step + 1 < params.steps and params.recovery_epochs > 0:
+            config = _train_config(runtime, epochs=params.recovery_epochs,
+                                   lr_pretrained=params.lr, lr_new=params.lr,
+                                   seed=seed + 100 + step, progress=False)
             _train(pruned, splits, config,
                    _with_distillation(None, teacher, config, splits, params))
             pruned.cpu()
 
     summary = prune_by_importance(
-        model, table, _example_inputs(model), ratio, target=params.get("target", "channels"),
-        steps=int(params.get("steps", 1)), ignored_layers=[_classifier(model)], recover=recover,
-        max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
-        round_to=params.get("round_to"), feature_floor=_feature_floor(model, params))
-    history = _finetune(model, table, summary["removed_channels"], splits, params,
-                        int(params.get("finetune_epochs", 4)), seed, checkpoint_dir, teacher)
+        model, table, example_inputs(model), ratio, target=params.target, steps=params.steps,
+        ignored_layers=[_classifier(model)], recover=recover,
+        max_layer_ratio=params.max_layer_ratio, round_to=params.round_to,
+        feature_floor=_feature_floor(model, params))
+    history = _finetune(model, table, summary["removed_channels"], splits, params, runtime,
+                        params.finetune_epochs, seed, checkpoint_dir, teacher)
     summary.pop("removed_channels")  # original indices: large, and derivable from the table
     return model.cpu(), summary, history
 
 
 def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one search step)
                 removed_before: dict[str, list[int]], original: dict[str, int],
-                splits: dict[str, ImageData], params: dict[str, Any], share: float,
-                index: int, checkpoint_dir: Path | None, teacher: nn.Module | None = None
-                ) -> tuple[nn.Module, dict[str, list[int]]]:
+                splits: dict[str, ImageData], params: PruningParams, runtime: RuntimeParams,
+                share: float, index: int, checkpoint_dir: Path | None,
+                teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, list[int]]]:
     """One step of the search: a copy of ``parent`` (already pruned by ``removed_before``,
     original indices) loses ``share`` of its MACs or channels in one go, then recovers for
     ``recovery_epochs`` (distilled from ``teacher``). Returns (the pruned copy, original
     indices removed in all)."""
     model = copy.deepcopy(parent).cpu()
     model.requires_grad_(True)
-    target = "channels" if params.get("target") == "channels" else "macs"  # latency: via MACs
+    target = "channels" if params.target == "channels" else "macs"  # latency: via MACs
     summary = prune_by_importance(
-        model, surviving_table(table, removed_before), _example_inputs(model), share,
+        model, surviving_table(table, removed_before), example_inputs(model), share,
         target=target, steps=1, ignored_layers=[_classifier(model)],
-        max_layer_ratio=float(params.get("max_layer_ratio", 1.0)),
-        round_to=params.get("round_to"), feature_floor=_feature_floor(model, params),
-        original_channels=original, macs_tolerance=STEP_MACS_TOLERANCE)
+        max_layer_ratio=params.max_layer_ratio, round_to=params.round_to,
+        feature_floor=_feature_floor(model, params), original_channels=original,
+        macs_tolerance=STEP_MACS_TOLERANCE)
     removed = to_original(table, removed_before, summary["removed_channels"])
-    epochs = int(params.get("recovery_epochs", 1))
-    if epochs > 0:
-        _finetune(model, table, removed, splits, params, epochs,
-                  int(params.get("seed", 0)) + 100 + index, checkpoint_dir, teacher,
-                  progress=False)
+    if params.recovery_epochs > 0:
+        _finetune(model, table, removed, splits, params, runtime, params.recovery_epochs,
+                  params.seed + 100 + index, checkpoint_dir, teacher, progress=False)
     return model.cpu(), removed
 
 
 def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                       params: dict[str, Any], checkpoint_dir: Path | None = None,
-                       runtime: dict[str, Any] | None = None
+                       params: PruningParams | dict[str, Any],
+                       checkpoint_dir: Path | None = None,
+                       runtime: RuntimeParams | dict[str, Any] | None = None
                        ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune, recover and fine-tune a copy of ``model``; back off the ratio (see
     :func:`back_off`) while validation top-1 falls more than ``max_val_drop`` points below the
@@ -302,41 +238,39 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
     same back-off decisions (its validation top-1 is computed from the same synchronised
     weights), and rank 0's pruned model comes back.
     """
-    if runtime is not None:
-        params = {**params, "device": runtime.get("device", "auto"),
-                  "precision": runtime.get("precision", "auto"),
-                  "threads": runtime.get("threads")}
-    return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params,
+    params = PruningParams.model_validate(params)  # a plain dict (scripts): the schema's defaults
+    runtime = RuntimeParams.model_validate(runtime or {})
+    return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params, runtime,
                                                         checkpoint_dir), runtime,
                              task="pruning (prune, recover, fine-tune)")
 
 
 def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
-                             splits: dict[str, ImageData], params: dict[str, Any],
-                             checkpoint_dir: Path | None
+                             splits: dict[str, ImageData], params: PruningParams,
+                             runtime: RuntimeParams, checkpoint_dir: Path | None
                              ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """:func:`prune_and_finetune` in this process (one rank of several when a group exists)."""
     reference = validation_top1(model.cpu(), splits["val"])
-    if params.get("ratio", 0.3) == "auto":
-        return _search_here(model, table, splits, params, checkpoint_dir, reference)
+    if params.ratio == "auto":
+        return _search_here(model, table, splits, params, runtime, checkpoint_dir, reference)
 
     def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"attempt-{index}"
-        pruned, summary, history = _prune_once(model, table, splits, params, ratio, directory)
+        pruned, summary, history = _prune_once(model, table, splits, params, runtime, ratio,
+                                               directory)
         details = {"channel_ratio": summary["channel_ratio"],
                    "macs_ratio": summary["macs_after"] / summary["macs_before"]}
         return (pruned, summary, history), validation_top1(pruned, splits["val"]), details
 
     (pruned, summary, history), attempts, accepted = back_off(
-        attempt, float(params.get("ratio", 0.3)), reference,
-        float(params.get("max_val_drop", 100.0)), int(params.get("max_attempts", 1)))
+        attempt, params.ratio, reference, params.max_val_drop, params.max_attempts)
     kept = next(a for a in attempts if a["kept"])
     summary.update({
-        "importance": params.get("importance", "taylor_gate"),
+        "importance": params.importance,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
-        "val_drop_points": kept["val_drop_points"], "max_val_drop": params.get("max_val_drop"),
-        "distill": params.get("distill"), "accepted": accepted, "attempts": attempts})
+        "val_drop_points": kept["val_drop_points"], "max_val_drop": params.max_val_drop,
+        "distill": _plain(params.distill), "accepted": accepted, "attempts": attempts})
     _warn_if_rejected(summary)
     return pruned, summary, history
 
@@ -376,21 +310,25 @@ def _pruning_share(target: str, share: float, parent: dict[str, Any], first: dic
     return min(0.9, max(0.02, share / elasticity))
 
 
-def _measured_row(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+def _plain(distill: Any) -> dict[str, Any] | None:
+    return None if distill is None else distill.model_dump()
+
+
+def _measured_row(model: nn.Module, runtime: RuntimeParams) -> dict[str, Any]:
     """MACs, parameters, channels and (rank 0's) onnxruntime timings, the same on every rank."""
-    row = {**step_costs(model, params.get("threads"), timing_rank()),
+    row = {**step_costs(model, runtime.threads, timing_rank()),
            "channels": sum(_channel_counts(model).values())}
     return rank0_decides(row)
 
 
 def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                 params: dict[str, Any], checkpoint_dir: Path | None, reference: float
-                 ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+                 params: PruningParams, runtime: RuntimeParams, checkpoint_dir: Path | None,
+                 reference: float) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """``pruning.ratio: auto`` in this process: :func:`frontier_search` over pruning steps,
     then importance-aware fine-tuning of the kept step."""
-    target = params.get("target", "macs")
+    target = params.target
     original = _channel_counts(model)
-    first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, params),
+    first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, runtime),
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
 
@@ -399,36 +337,34 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
         prune_share = _pruning_share(target, share, parent_row, first)
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
-                                      prune_share, index, directory, teacher=model)
-        row = _measured_row(pruned, params)
+                                      runtime, prune_share, index, directory, teacher=model)
+        row = _measured_row(pruned, runtime)
         details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
         return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
                            _cost_fraction(target, row, first), details)
 
-    settings = SearchSettings(share=float(params.get("step", 0.3)),
-                              max_ratio=float(params.get("max_ratio", 0.85)),
-                              max_drop_points=float(params.get("max_val_drop", 100.0)),
-                              max_attempts=int(params.get("max_attempts", 1)))
+    settings = SearchSettings(share=params.step, max_ratio=params.max_ratio,
+                              max_drop_points=params.max_val_drop,
+                              max_attempts=params.max_attempts)
     (pruned, removed, _), steps, _ = frontier_search(step, (model, {}, first), reference,
                                                      settings)
-    history = _finetune(pruned, table, removed, splits, params,
-                        int(params.get("finetune_epochs", 4)), int(params.get("seed", 0)),
-                        checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
+    history = _finetune(pruned, table, removed, splits, params, runtime, params.finetune_epochs,
+                        params.seed, checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
     val_top1 = rank0_decides(validation_top1(pruned, splits["val"]))
     drop = 100.0 * (reference - val_top1)
     after = _channel_counts(pruned)
     kept = next(r for r in steps if r["kept"])
     summary = {
         "target": target, "ratio": "auto", "share": settings.share,
-        "max_ratio": settings.max_ratio, "distill": params.get("distill"),
+        "max_ratio": settings.max_ratio, "distill": _plain(params.distill),
         "cost_removed": 1.0 - kept["cost_fraction"],
         "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
-        "max_layer_ratio": float(params.get("max_layer_ratio", 1.0)),
-        "round_to": params.get("round_to"), "feature_floor": _feature_floor(model, params),
+        "max_layer_ratio": params.max_layer_ratio,
+        "round_to": params.round_to, "feature_floor": _feature_floor(model, params),
         "macs_before": first["macs"], "macs_after": kept["macs"],
         "params_before": first["params"], "params_after": kept["params"],
         "layers": {name: [original[name], after[name]] for name in original},
-        "importance": params.get("importance", "taylor_gate"),
+        "importance": params.importance,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1_step": kept["val_top1"], "val_top1": val_top1,
         "val_drop_points": drop, "max_val_drop": settings.max_drop_points,

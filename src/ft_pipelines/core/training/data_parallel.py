@@ -15,27 +15,17 @@ from ft_pipelines.core.training.checkpoint import (
     take_finished_checkpoints,
 )
 from ft_pipelines.core.training.distributed import (
-    DEFAULT_TIMEOUT_S,
     join_launched_world,
     rank_context,
     spawn_data_parallel,
     world,
 )
 from ft_pipelines.core.utils import launched_world_size, resolve_device
+from ft_pipelines.core.utils.runtime import RuntimeParams
 
 
-def requested_processes(runtime: dict[str, Any] | None) -> int:
-    """``runtime.distributed.processes`` (1 when absent)."""
-    return int(((runtime or {}).get("distributed") or {}).get("processes", 1))
-
-
-def collective_timeout_s(runtime: dict[str, Any] | None) -> float:
-    """``runtime.distributed.timeout_s``: how long any collective or barrier may wait."""
-    distributed = (runtime or {}).get("distributed") or {}
-    return float(distributed.get("timeout_s") or DEFAULT_TIMEOUT_S)
-
-
-def run_data_parallel(fn: Callable[..., Any], args: tuple, runtime: dict[str, Any] | None,
+def run_data_parallel(fn: Callable[..., Any], args: tuple,
+                      runtime: RuntimeParams | dict[str, Any] | None,
                       task: str = "data-parallel work") -> Any:
     """``fn(*args)`` data-parallel as the ``runtime`` block says; returns rank 0's result.
 
@@ -44,20 +34,20 @@ def run_data_parallel(fn: Callable[..., Any], args: tuple, runtime: dict[str, An
     ``fn`` must use the Trainer (or the collectives of ``distributed.py``) so the ranks agree.
     ``task`` names the work in the error raised when a rank fails, dies or times out.
     """
-    runtime = runtime or {}
-    device = resolve_device(runtime.get("device", "auto"))
+    runtime = RuntimeParams.model_validate(runtime or {})
+    device = resolve_device(runtime.device)
     if world()[1] > 1:  # already one rank of a group (e.g. a spawned function calling us)
         with rank_context(task):
             return fn(*args)
     if launched_world_size() > 1:
-        join_launched_world(device, collective_timeout_s(runtime))
+        join_launched_world(device, runtime.distributed.timeout_s)
         with rank_context(task):
             return fn(*args)
-    processes = requested_processes(runtime)
+    processes = runtime.distributed.processes
     if processes == 1:
         return fn(*args)
     result, folders = spawn_data_parallel(_with_finished_checkpoints, (fn, args), processes,
-                                          device, collective_timeout_s(runtime), task)
+                                          device, runtime.distributed.timeout_s, task)
     report_finished_checkpoints(folders)
     return result
 

@@ -30,10 +30,11 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from ft_pipelines.core.utils import launched_rank, launched_world_size, leave_objects_to_exit
+from ft_pipelines.core.utils.runtime import DistributedParams
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_TIMEOUT_S = 300.0  # the schema's default (params/runtime.py) for callers without one
+DEFAULT_TIMEOUT_S = DistributedParams().timeout_s  # for callers without a runtime block
 
 
 class DistributedRunError(RuntimeError):

@@ -13,12 +13,31 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from ft_pipelines.core.utils.schema import Count, Device, Schema
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class DistributedParams(Schema):
+    processes: Count = 1                    # 1: one process; N: data-parallel processes
+    # seconds any collective or barrier may wait for the other ranks before the run ends with
+    # an error naming the stage and the rank (never a silent hang)
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class RuntimeParams(Schema):
+    """``runtime``: how every loop runs (device, precision, threads, processes)."""
+
+    device: Device = "auto"                 # auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threads: Count | None = None            # null: all cores (or OMP_NUM_THREADS when set)
+    distributed: DistributedParams = Field(default_factory=DistributedParams)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -103,10 +122,10 @@ class Runtime:
         return {"device": str(self.device), "precision": self.precision}
 
 
-def resolve_runtime(params: dict[str, Any] | None = None) -> Runtime:
+def resolve_runtime(params: RuntimeParams | dict[str, Any] | None = None) -> Runtime:
     """A :class:`Runtime` from the ``runtime`` parameters block (or its defaults)."""
-    params = params or {}
-    device = resolve_device(params.get("device", "auto"))
+    params = RuntimeParams.model_validate(params or {})
+    device = resolve_device(params.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # the rank's device under DDP
-    return Runtime(device, resolve_precision(params.get("precision", "auto"), device))
+    return Runtime(device, resolve_precision(params.precision, device))

@@ -23,7 +23,7 @@ def compute_channel_importance(finetuned_model: nn.Module, images: pd.DataFrame,
     train = stratified_subset(train, importance.max_images, importance.seed)
     # a copy: gates hook into the modules, and the loaded model may be shared with other nodes
     table = score_channels(copy.deepcopy(finetuned_model), train, "taylor_gate",
-                           importance.model_dump(), runtime.model_dump())
+                           importance, runtime)
     # the table says which model and data it scores, so pruning can refuse it with others
     record_sources(table, finetuned_model=finetuned_model, images=images)
     return table, importance_distribution_figure(table)

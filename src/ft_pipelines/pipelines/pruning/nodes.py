@@ -13,7 +13,7 @@ from ft_pipelines.core.evaluation import learning_curves
 from ft_pipelines.core.models import record_training_data
 from ft_pipelines.core.pruning import frontier_figure, prune_and_finetune, score_channels
 from ft_pipelines.core.utils import run_fingerprint
-from ft_pipelines.params import FinetuneParams, PruningParams, RuntimeParams
+from ft_pipelines.params import FinetuneParams, ImportanceParams, PruningParams, RuntimeParams
 
 
 def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: pd.DataFrame,
@@ -21,16 +21,16 @@ def prune(finetuned_model: nn.Module, channel_importance: pd.DataFrame, images: 
           runtime: RuntimeParams) -> tuple[nn.Module, dict, pd.DataFrame, Figure, Figure]:
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
-    settings = pruning.model_dump()
+    # the baselines are scored here, seeded by pruning.seed; taylor_gate has its own stage
     table = (channel_importance if pruning.importance == "taylor_gate"
-             else score_channels(finetuned_model, splits["train"], pruning.importance, settings,
-                                 runtime.model_dump()))
+             else score_channels(finetuned_model, splits["train"], pruning.importance,
+                                 ImportanceParams(seed=pruning.seed), runtime))
     checkpoint_dir = None
     if finetune.resume:
-        key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {}, settings,
-                              {"importance": table})
+        key = run_fingerprint(finetuned_model, decode_cache_key(images, size), {},
+                              pruning.model_dump(), {"importance": table})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"prune-{key}"
-    model, summary, history = prune_and_finetune(finetuned_model, table, splits, settings,
-                                                 checkpoint_dir, runtime.model_dump())
+    model, summary, history = prune_and_finetune(finetuned_model, table, splits, pruning,
+                                                 checkpoint_dir, runtime)
     return (record_training_data(model, images), summary, history, learning_curves(history),
             frontier_figure(summary.get("steps") or []))

@@ -1,6 +1,7 @@
 """What every parameter schema shares: an unknown key is an error (a misspelt key must not be
 dropped silently), values are immutable once validated, and the constrained types used by the
-stages. No Kedro here: core may use these models directly later."""
+stages. No Kedro here: settings models live beside the code that reads them (core), and
+``ft_pipelines.params`` composes them into the session's ``Parameters``."""
 
 from __future__ import annotations
 
@@ -55,3 +56,13 @@ LearningRate = Annotated[float, Field(gt=0)]
 Weight = Annotated[float, Field(ge=0)]          # a penalty's strength
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Device = Annotated[str, AfterValidator(_check_device)]
+
+
+def check_registered(value: str, registry: dict[str, Any]) -> str:
+    """``value`` when it names an entry of ``registry`` (an extension point's names live in its
+    registry, so the schema accepts what is registered, toy entries in tests included)."""
+    if value not in registry:
+        names = [repr(name) for name in registry]
+        allowed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise ValueError(f"must be one of {allowed}, got {value!r}")
+    return value

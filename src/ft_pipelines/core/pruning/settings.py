@@ -1,4 +1,6 @@
-"""``pruning``: how much, by which importance, and the recovery training."""
+"""``pruning``: how much, by which importance, and the recovery training. The schema lives
+with the code that reads it (``transtailor.py``, ``frontier.py``); ``ft_pipelines.params``
+composes it into the session's parameters."""
 
 from __future__ import annotations
 
@@ -6,13 +8,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ft_pipelines.params.base import (
+from ft_pipelines.core.pruning.importance import IMPORTANCE_METHODS
+from ft_pipelines.core.utils.schema import (
     Count,
     LearningRate,
     NonNegativeInt,
     Schema,
     Seed,
     Weight,
+    check_registered,
     invalid,
 )
 
@@ -26,7 +30,7 @@ class DistillParams(Schema):
 
 
 class PruningParams(Schema):
-    importance: Literal["taylor_gate", "l1", "random"] = "taylor_gate"
+    importance: str = "taylor_gate"           # a registered method (core/pruning/importance.py)
     # latency: onnxruntime batch-1 latency of the exported step (runtime.threads); ratio: auto only
     target: Literal["channels", "macs", "latency"] = "macs"
     # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
@@ -47,6 +51,11 @@ class PruningParams(Schema):
     max_val_drop: float = Field(default=2.0, ge=0)  # validation top-1 points: more -> back off
     max_attempts: Count = 3                 # pruning tries, the ratio halved after each failure
     distill: DistillParams | None = DistillParams()  # null: recovery without a teacher
+
+    @field_validator("importance")
+    @classmethod
+    def _registered_importance(cls, value: str) -> str:
+        return check_registered(value, IMPORTANCE_METHODS)
 
     @field_validator("ratio", mode="before")
     @classmethod
