@@ -40,6 +40,7 @@ from torch import nn
 
 from ft_pipelines.core import evaluation as m
 from ft_pipelines.core.data import ImageData, split_image_data, stratified_subset
+from ft_pipelines.core.evaluation.settings import TimingParams
 from ft_pipelines.core.export import evaluate_onnx, export_classifier, quantize_int8
 from ft_pipelines.core.models import load_model_file, newest_artifact
 from ft_pipelines.core.pruning import prune_and_finetune
@@ -93,7 +94,7 @@ def pruned_variants(finetuned: nn.Module, data: Path, splits: dict[str, ImageDat
 
 
 def measure(name: str, model: nn.Module, splits: dict[str, ImageData], class_names: list[str],
-            params: dict[str, Any], threads: int, calibration: int) -> list[dict[str, Any]]:
+            params: TimingParams, threads: int, calibration: int) -> list[dict[str, Any]]:
     """One row per runtime: PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8."""
     test, cfg = splits["test"], model.backbone_cfg
     probs = m.predict(model, test.images, cfg.mean, cfg.std)
@@ -201,7 +202,7 @@ def main() -> None:
     if args.round_to:
         models.update(pruned_variants(models[reference], args.data, splits, args.round_to,
                                       prune_with))
-    params = {"latency_runs": args.runs, "latency_warmup": 10, "throughput_batch": args.batch}
+    params = TimingParams(latency_runs=args.runs, latency_warmup=10, throughput_batch=args.batch)
     rows = [row for name, model in models.items()
             for row in measure(name, model, splits, class_names, params, args.threads,
                                args.calibration_images)]

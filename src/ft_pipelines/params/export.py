@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ft_pipelines.core.evaluation.settings import TimingParams
 from ft_pipelines.core.utils.schema import Count, Fraction, NonNegativeInt, Schema, Seed
 
 # The names of core.export.quantize.INT8_CONFIGS (a test checks they match).
@@ -16,7 +17,7 @@ Int8ConfigName = Literal[
     "qdq_u8s8_channel_entropy", "qdq_u8s8_channel_percentile"]
 
 
-class ExportParams(Schema):
+class ExportParams(TimingParams):
     opset: int = Field(default=17, ge=17)   # ONNX opset of the exported graphs
     max_disagreement: Fraction = 0.005      # test images whose ONNX top-1 may differ from PyTorch
     quantize: Literal["int8"] | None = "int8"   # null: no int8 model
@@ -24,10 +25,10 @@ class ExportParams(Schema):
     histogram_calibration_images: Count = 32  # ... for the entropy / percentile calibrations
     int8_configs: list[Int8ConfigName] | None = None  # configurations tried; null: all
     max_int8_drop: float = Field(default=1.0, ge=0)  # top-1 points int8 may lose vs fp32
-    timing_rounds: int = Field(default=5, ge=5)  # rounds alternating fp32 and the int8 trials
-    latency_runs: Count = 25                # batch-1 calls per model, spread over the rounds
-    latency_warmup: NonNegativeInt = 5      # untimed calls per model first
-    throughput_batch: Count = 64            # batch of the throughput timing
+    # the timer of the int8 trials: rounds alternate fp32 and the trials
+    timing_rounds: int = Field(default=5, ge=5)
+    latency_runs: Count = 25
+    latency_warmup: NonNegativeInt = 5
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
     seed: Seed = 0                          # which calibration images
 

@@ -6,48 +6,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ft_pipelines.core.regularizers import REGULARIZER_KEYS  # the builders' keys: one list
+from ft_pipelines.core.regularizers import PlannedRegularizer
 from ft_pipelines.core.utils.schema import (
     Count,
     LearningRate,
     NonNegativeInt,
     Schema,
-    Weight,
     invalid,
-    override,
 )
 
 StrategyName = Literal["head_only", "partial_finetune", "full_finetune", "from_scratch"]
-RegularizerName = Literal["none", "l2", "l2_sp", "delta"]
-
-
-
-class RegularizerSettings(Schema):
-    """A regulariser and its weights; unset keys are absent (the regulariser's own default)."""
-
-    name: RegularizerName | None = override("none | l2 | l2_sp | delta")
-    alpha: Weight | None = override("pull toward the pretrained weights / features")
-    beta: Weight | None = override("L2 toward zero (new or all weights)")
-    anchor_bn: bool | None = override("l2_sp: anchor the normalisation layers too")
-    layer_names: list[str] | None = override("delta: feature-map modules (default: trainable)")
-    new_param_names: list[str] | None = override("weights that get beta (default: the head)")
-    cached_reference: bool | None = override("delta: cache the reference's feature maps")
-
-    @model_validator(mode="after")
-    def _check_keys(self) -> RegularizerSettings:
-        if self.name is None:
-            return self
-        allowed = REGULARIZER_KEYS[self.name]
-        for key in self.model_fields_set - {"name"}:
-            if key not in allowed and getattr(self, key) is not None:
-                takes = ", ".join(sorted(allowed)) or "no setting"
-                raise invalid(key, f"does not apply to regulariser {self.name} (it takes: "
-                                   f"{takes})")
-        return self
-
-
-class PlannedRegularizer(RegularizerSettings):
-    name: RegularizerName  # a plan always names its regulariser
 
 
 class TrainingPlan(Schema):

@@ -33,7 +33,7 @@ def test_cpu_gives_the_features_of_the_model_where_it_is(bundled_backbone, data)
 @pytest.mark.parametrize("loop", ["report", "ranking", "probe"])
 def test_cuda_without_a_gpu_stops_every_loop_with_the_runtime_error(bundled_backbone, data,
                                                                     loop):
-    run = {"report": lambda: similarity_report(bundled_backbone, data, {"device": "cuda"}),
+    run = {"report": lambda: similarity_report(bundled_backbone, data, {}, "cuda"),
            "ranking": lambda: score_backbone(bundled_backbone, data, device="cuda"),
            "probe": lambda: linear_probe_model(bundled_backbone, data, 3, device="cuda")}[loop]
     with pytest.raises(ValueError, match=r"runtime.device='cuda'.*set runtime.device: cpu"):

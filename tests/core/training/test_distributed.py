@@ -29,7 +29,7 @@ def _train_tiny(config: TrainConfig, use_cache: bool, checkpoint_dir=None):
     for module in model.modules():  # frozen BN: batch slices would otherwise see other stats
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)
-    config.use_cache = use_cache
+    config = config.model_copy(update={"use_cache": use_cache})
     trainer = Trainer(model, config, callbacks=default_callbacks(config, checkpoint_dir))
     history = trainer.fit(tiny_data(45), tiny_data(20, seed=1))
     return model.state_dict(), history, world(), trainer.start_epoch

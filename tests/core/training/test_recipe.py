@@ -245,20 +245,24 @@ def test_training_with_a_policy_and_mixup_turns_the_cache_off_and_says_why(caplo
     assert history["train_loss"].notna().all() and len(history) == 2
 
 
-def test_train_config_drops_what_is_off():
+def test_train_config_carries_the_validated_recipe():
     plan = {"epochs": 1, "learning_rates": {"pretrained": 0.01, "new": 0.1}}
-    config = train_config(plan, {"augment": {"policy": "none", "mixup": 0.0, "cutmix": 0.5,
-                                             "random_resized_crop": None}})
-    assert config.augment == {"cutmix": 0.5}
+    config = train_config(plan, FinetuneParams(augment={"policy": "none", "mixup": 0.0,
+                                                        "cutmix": 0.5}))
+    assert build_augmentation(config.augment, 32).description == "cutmix=0.5"  # only what's on
+    assert (config.epochs, config.lr_pretrained, config.lr_new) == (1, 0.01, 0.1)  # the plan's
+    assert train_config(plan, FinetuneParams(epochs=3, lr_new=0.2)).model_dump(
+        include={"epochs", "lr_new"}) == {"epochs": 3, "lr_new": 0.2}  # the user's overrides
     assert FinetuneParams().augment.policy == "none"
     # every ingredient from the validated parameters reaches the TrainConfig
     params = FinetuneParams(layer_decay=0.7, ema={"decay": 0.9}, accumulate=4,
                             class_balance="auto", lr_find=True,
                             augment={"policy": "randaugment", "mixup": 0.2})
-    config = train_config(plan, params.model_dump())
-    assert (config.layer_decay, config.ema, config.accumulate, config.class_balance,
-            config.lr_find) == (0.7, {"decay": 0.9, "warmup": False}, 4, "auto", True)
-    assert config.augment == {"policy": "randaugment", "mixup": 0.2}
+    config = train_config(plan, params)
+    assert (config.layer_decay, config.ema.model_dump(), config.accumulate,
+            config.class_balance, config.lr_find) == (0.7, {"decay": 0.9, "warmup": False}, 4,
+                                                      "auto", True)
+    assert (config.augment.policy, config.augment.mixup) == ("randaugment", 0.2)
     assert any(isinstance(c, ModelEma) for c in default_callbacks(config))
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from ft_pipelines.core.data import ImageData, MappedImages
 from ft_pipelines.core.evaluation.cost import timed_calls_ms, timing_summary
 from ft_pipelines.core.evaluation.metrics import classification_metrics
+from ft_pipelines.core.evaluation.settings import EvaluationParams
 from ft_pipelines.core.similarity import extract_features
 from ft_pipelines.core.utils import classifier_name
 
@@ -81,11 +82,11 @@ def grey_pixels(images: torch.Tensor | MappedImages, size: int, batch_size: int 
 PLATT_FOLDS = 5  # cross-validation folds of the SVC's probability calibration
 
 
-def _pixel_classifier(name: str, params: dict[str, Any], labels: np.ndarray
+def _pixel_classifier(name: str, settings: EvaluationParams, labels: np.ndarray
                       ) -> tuple[Pipeline, str | None]:
     """(unfitted classifier, a note for the report when it had to adapt to the data)."""
     if name == "pixels_logreg":
-        head = LogisticRegression(max_iter=int(params.get("probe_max_iter", 2000)))
+        head = LogisticRegression(max_iter=settings.probe_max_iter)
         return make_pipeline(StandardScaler(), head), None
     # RBF SVC refitted on all training images, Platt-scaled (probabilities: top-5, ECE). The
     # folds are stratified: each class needs as many training images as there are folds.
@@ -149,25 +150,27 @@ def _pixel_macs(classifier: Pipeline) -> int:
 
 
 def pixel_baselines(train: ImageData, test: ImageData, class_names: list[str],
-                    params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+                    settings: EvaluationParams | dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Rows ``pixels_logreg`` and ``pixels_svc``: fitted on the training split's grey pixels at
     ``pixel_size``, scored on the test split; cost measured on images at the models' input size
     (grey conversion and downsampling included in the timings)."""
-    size = int(params.get("pixel_size", 16))
+    settings = EvaluationParams.model_validate(settings) if isinstance(settings, dict) \
+        else settings
+    size = settings.pixel_size
     train_x, test_x = grey_pixels(train.images, size), grey_pixels(test.images, size)
-    batch = int(params.get("throughput_batch", 64))
+    batch = settings.throughput_batch
     shape = tuple(test.images.shape[1:])
     one = torch.randint(0, 256, (1, *shape), dtype=torch.uint8)
     many = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     rows = {}
     for name in PIXEL_BASELINES:
-        classifier, note = _pixel_classifier(name, params, train.labels.numpy())
+        classifier, note = _pixel_classifier(name, settings, train.labels.numpy())
         classifier.fit(train_x, train.labels.numpy())
         probs = np.zeros((len(test), len(class_names)))
         probs[:, classifier.classes_] = classifier.predict_proba(test_x)
         row = classification_metrics(probs, test.labels.numpy(), class_names)
         numbers, size_bytes = _fitted_size(classifier)
-        warmup, runs = int(params.get("latency_warmup", 10)), int(params.get("latency_runs", 50))
+        warmup, runs = settings.latency_warmup, settings.latency_runs
         timings_1 = timed_calls_ms(lambda c=classifier: c.predict_proba(grey_pixels(one, size)),
                                    warmup, runs)
         timings_batch = timed_calls_ms(

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ft_pipelines.core.evaluation.settings import TimingParams
 from ft_pipelines.core.utils import (
     count_macs_params,
     count_params,
@@ -22,6 +23,7 @@ from ft_pipelines.core.utils import (
     preserved_modes,
     resolve_runtime,
 )
+from ft_pipelines.core.utils.runtime import RuntimeParams
 
 logger = logging.getLogger(__name__)
 
@@ -225,35 +227,38 @@ def static_cost(model: nn.Module) -> dict[str, Any]:
     return {"params": count_params(model), "macs": macs, "size_bytes": model_size_bytes(model)}
 
 
-def timing_settings(params: dict[str, Any]) -> dict[str, int]:
-    """``compare_timings`` keywords from ``evaluation.*``: ``latency_runs`` batch-1 calls in all,
-    spread over ``timing_rounds`` rounds."""
-    rounds = int(params.get("timing_rounds", 7))
-    runs = max(1, -(-int(params.get("latency_runs", 50)) // rounds))  # ceil
-    return {"rounds": rounds, "runs": runs, "warmup": int(params.get("latency_warmup", 10))}
+def timing_settings(timing: TimingParams | dict[str, Any]) -> dict[str, int]:
+    """``compare_timings`` keywords from the timing keys (``evaluation.*``, ``export.*``):
+    ``latency_runs`` batch-1 calls in all, spread over ``timing_rounds`` rounds."""
+    timing = TimingParams.model_validate(timing) if isinstance(timing, dict) else timing
+    rounds = timing.timing_rounds
+    runs = max(1, -(-timing.latency_runs // rounds))  # ceil
+    return {"rounds": rounds, "runs": runs, "warmup": timing.latency_warmup}
 
 
-def time_torch_models(models: dict[str, nn.Module], params: dict[str, Any],
+def time_torch_models(models: dict[str, nn.Module], timing: TimingParams,
+                      runtime: RuntimeParams | None = None,
                       extra: dict[str, TimedModel] | None = None, reference: str | None = None
                       ) -> dict[str, dict[str, Any]]:
-    """``compare_timings`` of PyTorch models (eval mode, on ``params["device"]`` in
-    ``params["precision"]`` meanwhile) and of ``extra`` ones (e.g. onnxruntime sessions),
+    """``compare_timings`` of PyTorch models (eval mode, on ``runtime.device`` in
+    ``runtime.precision`` meanwhile) and of ``extra`` ones (e.g. onnxruntime sessions),
     all interleaved in the same rounds."""
-    runtime = resolve_runtime(params)
-    batch = int(params.get("throughput_batch", 64))
+    resolved = resolve_runtime(runtime)
+    batch = timing.throughput_batch
     with contextlib.ExitStack() as stack:
         timed = {}
         for name, model in models.items():
             stack.enter_context(preserved_modes(model, training=False))
-            stack.enter_context(on_device(model, runtime.device))
+            stack.enter_context(on_device(model, resolved.device))
             size = model.backbone_cfg.input_size
             timed[name] = torch_timed_model(model, (3, size, size), batch,
-                                            torch.device(runtime.device), runtime.autocast)
+                                            torch.device(resolved.device), resolved.autocast)
         timed.update(extra or {})
-        return compare_timings(timed, batch, reference=reference, **timing_settings(params))
+        return compare_timings(timed, batch, reference=reference, **timing_settings(timing))
 
 
-def cost_metrics(model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+def cost_metrics(model: nn.Module, timing: TimingParams,
+                 runtime: RuntimeParams | None = None) -> dict[str, Any]:
     """Parameters, MACs, size on disk, latency at batch 1 and throughput at batch 64, timed on
-    ``params["device"]`` in ``params["precision"]`` (runtime.*; synchronised on GPUs)."""
-    return {**static_cost(model), **time_torch_models({"model": model}, params)["model"]}
+    ``runtime.device`` in ``runtime.precision`` (synchronised on GPUs)."""
+    return {**static_cost(model), **time_torch_models({"model": model}, timing, runtime)["model"]}

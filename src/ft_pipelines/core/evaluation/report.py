@@ -32,7 +32,9 @@ from ft_pipelines.core.evaluation.cost import (
 )
 from ft_pipelines.core.evaluation.metrics import predict_logits
 from ft_pipelines.core.evaluation.plots import confusion_matrix_figure
+from ft_pipelines.core.evaluation.settings import EvaluationParams
 from ft_pipelines.core.utils import resolve_runtime
+from ft_pipelines.core.utils.runtime import RuntimeParams
 
 logger = logging.getLogger(__name__)
 TABLE_COLUMNS = ["top1", "top5", "macro_f1", "ece", "params", "macs", "size_bytes",
@@ -85,7 +87,8 @@ def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
 
 
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
-                    class_names: list[str], params: dict[str, Any],
+                    class_names: list[str], settings: EvaluationParams,
+                    runtime: RuntimeParams | None = None,
                     exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
     """Score every model on the test split, plus the pixel baselines.
@@ -96,29 +99,28 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
     exported model is timed in the same interleaved rounds (``compare_timings``).
     """
     test = splits["test"]
-    runtime = resolve_runtime(params)  # runtime.device / runtime.precision
+    resolved = resolve_runtime(runtime)  # runtime.device / runtime.precision
     results, figures, timed_models = {}, {}, {}
     for name, model in models.items():
         if name == "linear_probe":
             model = linear_probe_model(model, splits["train"], len(class_names),
-                                       int(params.get("probe_max_iter", 2000)),
-                                       str(runtime.device))
+                                       settings.probe_max_iter, str(resolved.device))
         model.eval()
-        scores = _calibrated_torch_scores(model, splits, class_names, runtime)
+        scores = _calibrated_torch_scores(model, splits, class_names, resolved)
         scores.update(static_cost(model))
-        scores.update(runtime.describe())  # where latency/throughput were measured
+        scores.update(resolved.describe())  # where latency/throughput were measured
         results[name], timed_models[name] = scores, model
     extra = {}
     for name, (scores, timed) in (exported or {}).items():
         results[name], extra[name] = scores, timed
-    timings = time_torch_models(timed_models, params, extra,
+    timings = time_torch_models(timed_models, settings, runtime, extra,
                                 _ratio_reference([*timed_models, *extra]))
     for name, timing in timings.items():
         results[name].update(timing)
         logger.info("%s: top-1 %.4f, %.2f ms (spread %.2f)", name, results[name]["top1"],
                     timing["latency_ms"], timing["latency_spread_ms"])
-    if params.get("pixel_baselines", True):
-        results.update(pixel_baselines(splits["train"], test, class_names, params))
+    if settings.pixel_baselines:
+        results.update(pixel_baselines(splits["train"], test, class_names, settings))
     for name in REFERENCE_ROWS:
         if name in results:
             mark_not_recommended(results, name, _REFERENCE_REASON)

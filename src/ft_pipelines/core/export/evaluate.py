@@ -13,6 +13,7 @@ import onnxruntime as ort
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_calibration
 from ft_pipelines.core.evaluation.cost import TimedModel, compare_timings, timing_settings
+from ft_pipelines.core.evaluation.settings import TimingParams
 from ft_pipelines.core.export.artifact import OnnxModel
 from ft_pipelines.core.export.runtime import CPU, OnnxRunner
 
@@ -41,25 +42,21 @@ def onnx_static_cost(runner: OnnxRunner) -> dict[str, Any]:
             "threads": int(options.intra_op_num_threads)}
 
 
-def onnx_cost_metrics(runner: OnnxRunner, params: dict[str, Any]) -> dict[str, Any]:
-    """Size, parameters and MACs (of the source model), latency and throughput.
-
-    ``params`` are the ``evaluation.*`` keys the PyTorch path reads: ``latency_warmup``,
-    ``latency_runs``, ``timing_rounds``, ``throughput_batch``.
-    """
-    if int(params.get("latency_runs", 50)) < 1:
-        raise ValueError("evaluation.latency_runs must be >= 1")
-    batch = int(params.get("throughput_batch", 64))
-    timing = compare_timings({"model": onnx_timed_model(runner, batch)}, batch,
-                             **timing_settings(params))["model"]
-    return {**onnx_static_cost(runner), **timing}
+def onnx_cost_metrics(runner: OnnxRunner, timing: TimingParams) -> dict[str, Any]:
+    """Size, parameters and MACs (of the source model), latency and throughput, timed as the
+    PyTorch path times (``timing``: the ``evaluation.*`` timing keys)."""
+    batch = timing.throughput_batch
+    timings = compare_timings({"model": onnx_timed_model(runner, batch)}, batch,
+                              **timing_settings(timing))["model"]
+    return {**onnx_static_cost(runner), **timings}
 
 
-def score_onnx(model: OnnxModel, data: ImageData, class_names: list[str], params: dict[str, Any],
+def score_onnx(model: OnnxModel, data: ImageData, class_names: list[str], batch: int,
                *, provider: str = CPU, threads: int | None = None
                ) -> tuple[dict[str, Any], TimedModel]:
     """Accuracy and calibration of an exported model on ``data`` and its static cost, with the
-    ``TimedModel`` that times it (interleaved with others by the caller).
+    ``TimedModel`` that times it at batch 1 and ``batch`` (interleaved with others by the
+    caller).
 
     ``threads`` defaults to PyTorch's current thread count, so rows are comparable.
     """
@@ -73,18 +70,19 @@ def score_onnx(model: OnnxModel, data: ImageData, class_names: list[str], params
                                list(class_names), model.temperature)
     scores.update(onnx_static_cost(runner))
     scores["sha256"] = model.sha256  # which file: predict checks the report is about it
-    return scores, onnx_timed_model(runner, int(params.get("throughput_batch", 64)))
+    return scores, onnx_timed_model(runner, batch)
 
 
 def evaluate_onnx(model: OnnxModel, data: ImageData, class_names: list[str],
-                  params: dict[str, Any], *, provider: str = CPU,
+                  timing: TimingParams | dict[str, Any], *, provider: str = CPU,
                   threads: int | None = None) -> dict[str, Any]:
     """The metrics dict of ``core.evaluation.evaluate_models`` for one exported model, timed
     alone (several models: ``score_onnx`` and time them together)."""
-    scores, timed = score_onnx(model, data, class_names, params, provider=provider,
+    timing = TimingParams.model_validate(timing) if isinstance(timing, dict) else timing
+    batch = timing.throughput_batch
+    scores, timed = score_onnx(model, data, class_names, batch, provider=provider,
                                threads=threads)
-    batch = int(params.get("throughput_batch", 64))
-    scores.update(compare_timings({"model": timed}, batch, **timing_settings(params))["model"])
+    scores.update(compare_timings({"model": timed}, batch, **timing_settings(timing))["model"])
     logger.info("ONNX %s (%s): top-1 %.4f, %.2f ms at batch 1", model.precision, provider,
                 scores["top1"], scores["latency_ms"])
     return scores

@@ -15,13 +15,20 @@ from ft_pipelines.core.regularizers.bss import BSS
 from ft_pipelines.core.regularizers.common import kernel_parameter_names
 from ft_pipelines.core.regularizers.delta import DELTA
 from ft_pipelines.core.regularizers.factory import (
-    REGULARIZER_KEYS,
-    REGULARIZER_NAMES,
+    BSSSettings,
     CompositeRegularizer,
     build_regularizer,
 )
 from ft_pipelines.core.regularizers.l2 import L2SP, L2Penalty
 from ft_pipelines.core.regularizers.protocol import PARAMS_PATH, Regularizer
+from ft_pipelines.core.regularizers.registry import (
+    REGULARIZERS,
+    PlannedRegularizer,
+    RegularizerEntry,
+    RegularizerSettings,
+    register_regularizer,
+    regularizer_keys,
+)
 
 __all__ = [
     "ATTENTION_COLUMNS",
@@ -29,9 +36,12 @@ __all__ = [
     "DELTA",
     "L2SP",
     "PARAMS_PATH",
-    "REGULARIZER_KEYS",
-    "REGULARIZER_NAMES",
+    "REGULARIZERS",
+    "BSSSettings",
     "CompositeRegularizer",
+    "PlannedRegularizer",
+    "RegularizerEntry",
+    "RegularizerSettings",
     "L2Penalty",
     "Regularizer",
     "attention_from_frame",
@@ -41,6 +51,8 @@ __all__ = [
     "delta_channel_attention",
     "delta_layers",
     "kernel_parameter_names",
+    "register_regularizer",
+    "regularizer_keys",
     "stage_features",
     "train_linear_probe",
 ]

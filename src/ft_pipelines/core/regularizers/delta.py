@@ -21,6 +21,8 @@ from ft_pipelines.core.regularizers.common import (
     trainable,
 )
 from ft_pipelines.core.regularizers.protocol import PARAMS_PATH, Regularizer
+from ft_pipelines.core.regularizers.registry import RegularizerEntry, register_regularizer
+from ft_pipelines.core.utils.schema import Schema, Weight
 
 logger = logging.getLogger(__name__)
 
@@ -202,3 +204,27 @@ class DELTA(Regularizer):
     def decay_exempt(self) -> set[str]:
         """Kernels shared with the reference (after ``attach``): decay would fight the anchor."""
         return set(self.shared_names)
+
+
+class DeltaSettings(Schema):
+    alpha: Weight = 0.01                # weight of the attention-weighted feature-map distance
+    beta: Weight = 0.01                 # L2 toward zero of the new weights
+    layer_names: list[str] | None = None  # feature-map modules (default: the attention's)
+    new_param_names: list[str] | None = None  # weights that get beta
+    cached_reference: bool = True       # the reference's feature maps computed once per image
+
+
+def _build_delta(model: nn.Module, reference: nn.Module, settings: DeltaSettings,
+                 attention: Mapping[str, Tensor] | None) -> DELTA:
+    layer_names = settings.layer_names or list(attention or [])
+    if not layer_names:
+        raise ValueError(f"{PARAMS_PATH}.layer_names is required for 'delta' (module "
+                         "names whose outputs are the stage feature maps).")
+    return DELTA(reference, layer_names, attention, settings.alpha, settings.beta,
+                 new_param_names=settings.new_param_names,
+                 cached_reference=settings.cached_reference)
+
+
+register_regularizer(RegularizerEntry(
+    "delta", DeltaSettings, _build_delta, needs_anchor=True,
+    description="DELTA: attention-weighted feature maps toward the pretrained network's"))

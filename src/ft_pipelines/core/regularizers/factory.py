@@ -1,4 +1,5 @@
-"""Composition of regularizers and the factory that builds them from ``finetune.regularizer``."""
+"""Composition of regularizers and the one builder of ``finetune.regularizer`` (+ ``finetune.bss``)
+from the registry."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ import torch
 from torch import Tensor, nn
 
 from ft_pipelines.core.regularizers.bss import BSS
-from ft_pipelines.core.regularizers.delta import DELTA
-from ft_pipelines.core.regularizers.l2 import L2SP, L2Penalty
 from ft_pipelines.core.regularizers.protocol import PARAMS_PATH, Regularizer
+from ft_pipelines.core.regularizers.registry import regularizer_entry, validated_settings
 from ft_pipelines.core.utils import classifier_name
+from ft_pipelines.core.utils.schema import Count, Schema, Weight, override
 
 logger = logging.getLogger(__name__)
 
+
+
+def _require_anchor(anchor_model: nn.Module | None, name: str) -> nn.Module:
+    if anchor_model is None:
+        raise ValueError(f"{PARAMS_PATH}.name={name!r} needs the pretrained model as "
+                         "anchor_model.")
+    return anchor_model
 
 
 class CompositeRegularizer(Regularizer):
@@ -65,34 +73,25 @@ class CompositeRegularizer(Regularizer):
         return set().union(*(r.decay_exempt() for r in self.regularizers))
 
 
-#: The settings each regulariser's builder takes: the one list (the parameter schema's
-#: ``finetune.regularizer`` accepts exactly these, params/strategy_selection.py).
-REGULARIZER_KEYS: dict[str, frozenset[str]] = {
-    "none": frozenset(),
-    "l2": frozenset({"beta"}),
-    "l2_sp": frozenset({"alpha", "beta", "anchor_bn", "new_param_names"}),
-    "delta": frozenset({"alpha", "beta", "layer_names", "new_param_names", "cached_reference"}),
-}
-#: Names accepted by :func:`build_regularizer`.
-REGULARIZER_NAMES = tuple(REGULARIZER_KEYS)
-_BSS_KEYS = {"eta", "k", "feature_module"}
+class BSSSettings(Schema):
+    """``finetune.bss``: Batch Spectral Shrinkage, the k smallest singular values of the
+    features penalised (added to any regulariser)."""
+
+    eta: Weight = 0.001
+    k: Count = 1
+    feature_module: str | None = override("module whose input are the features (default: "
+                                          "the last nn.Linear)")
 
 
 def _build_bss(model: nn.Module, settings: Mapping[str, Any]) -> BSS:
-    unknown = set(settings) - _BSS_KEYS
+    unknown = set(settings) - set(BSSSettings.model_fields)
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {PARAMS_PATH}.bss; "
-                         f"allowed: {sorted(_BSS_KEYS)}.")
-    feature_module = settings.get("feature_module") or classifier_name(model)
+                         f"allowed: {sorted(BSSSettings.model_fields)}.")
+    bss = BSSSettings.model_validate(dict(settings))
+    feature_module = bss.feature_module or classifier_name(model)
     logger.info("BSS on the inputs of %r", feature_module)
-    return BSS(settings.get("eta", 0.001), settings.get("k", 1), feature_module=feature_module)
-
-
-def _require_anchor(anchor_model: nn.Module | None, name: str) -> nn.Module:
-    if anchor_model is None:
-        raise ValueError(f"{PARAMS_PATH}.name={name!r} needs the pretrained model as "
-                         "anchor_model.")
-    return anchor_model
+    return BSS(bss.eta, bss.k, feature_module=feature_module)
 
 
 def build_regularizer(
@@ -102,40 +101,22 @@ def build_regularizer(
     params: Mapping[str, Any] | None = None,
     attention: Mapping[str, Tensor] | None = None,
 ) -> CompositeRegularizer:
-    """Build the regularizer named ``name`` (one of :data:`REGULARIZER_NAMES`).
+    """Build the registered regularizer ``name`` (``core/regularizers/registry.py``).
 
     ``model``: the network to fine-tune (after surgery). ``anchor_model``: the pretrained
-    network (required by ``l2_sp`` and ``delta``). ``params``: the ``finetune.regularizer``
-    settings; a ``name`` key is ignored, other keys are checked:
-    ``l2``: beta; ``l2_sp``: alpha, beta, anchor_bn, new_param_names; ``delta``: alpha, beta,
-    layer_names (default: the keys of ``attention``), new_param_names, cached_reference;
-    any name: ``bss: {eta, k, feature_module}`` adds BSS (feature_module defaults to the last
-    nn.Linear). ``attention``: DELTA channel weights by layer (None: uniform).
+    network (required by the entries that need an anchor: ``l2_sp``, ``delta``). ``params``:
+    the ``finetune.regularizer`` settings, checked against the entry's settings model (whose
+    defaults fill the rest); a ``name`` key is ignored; ``bss: {eta, k, feature_module}`` adds
+    BSS to any regulariser. ``attention``: DELTA channel weights by layer (None: uniform).
     Returns a :class:`CompositeRegularizer` (named ``"none"`` and zero when nothing applies);
     call its ``attach(model)`` before building the optimizer so ``decay_exempt()`` is complete.
     """
-    if name not in REGULARIZER_KEYS:
-        raise ValueError(f"Unknown regularizer {name!r} in {PARAMS_PATH}.name; "
-                         f"valid: {', '.join(REGULARIZER_NAMES)}.")
-    settings = {k: v for k, v in (params or {}).items() if k != "name"}
-    unknown = set(settings) - REGULARIZER_KEYS[name] - {"bss"}
-    if unknown:
-        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {PARAMS_PATH} for {name!r}; "
-                         f"allowed: {sorted(REGULARIZER_KEYS[name] | {'bss'})}.")
-    bss_settings = settings.pop("bss", None)
-    parts: list[Regularizer] = []
-    if name == "l2":
-        parts.append(L2Penalty(model, settings.get("beta", 0.01)))
-    elif name == "l2_sp":
-        anchor = _require_anchor(anchor_model, name).state_dict()
-        parts.append(L2SP(model, anchor, **settings))
-    elif name == "delta":
-        layer_names = settings.pop("layer_names", None) or list(attention or [])
-        if not layer_names:
-            raise ValueError(f"{PARAMS_PATH}.layer_names is required for 'delta' (module "
-                             "names whose outputs are the stage feature maps).")
-        reference = _require_anchor(anchor_model, name)
-        parts.append(DELTA(reference, layer_names, attention, **settings))
+    entry = regularizer_entry(name)
+    settings = {k: v for k, v in (params or {}).items() if k not in ("name", "bss")}
+    bss_settings = (params or {}).get("bss")
+    anchor = _require_anchor(anchor_model, name) if entry.needs_anchor else anchor_model
+    built = entry.build(model, anchor, validated_settings(name, settings), attention)
+    parts: list[Regularizer] = [] if built is None else [built]
     if bss_settings:
         parts.append(_build_bss(model, bss_settings))
     return CompositeRegularizer(parts)

@@ -16,6 +16,8 @@ from ft_pipelines.core.regularizers.common import (
     trainable,
 )
 from ft_pipelines.core.regularizers.protocol import Regularizer
+from ft_pipelines.core.regularizers.registry import RegularizerEntry, register_regularizer
+from ft_pipelines.core.utils.schema import Schema, Weight
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +143,24 @@ class L2SP(Regularizer):
     def decay_exempt(self) -> set[str]:
         """The anchored names: weight decay would pull them to zero, against the anchor."""
         return set(self.anchor)
+
+
+class L2Settings(Schema):
+    beta: Weight = 0.01                 # weight decay toward zero on the trained kernels
+
+
+class L2SPSettings(Schema):
+    alpha: Weight = 0.1                 # pull of the pretrained weights toward their start
+    beta: Weight = 0.01                 # L2 toward zero of the new weights
+    anchor_bn: bool = False             # anchor the normalisation layers too
+    new_param_names: list[str] | None = None  # weights that get beta (default: not in anchor)
+
+
+register_regularizer(RegularizerEntry(
+    "l2", L2Settings, lambda model, _anchor, s, _attention: L2Penalty(model, s.beta),
+    description="L2 toward zero (weight decay as a penalty)"))
+register_regularizer(RegularizerEntry(
+    "l2_sp", L2SPSettings, needs_anchor=True, description="L2 toward the pretrained weights",
+    build=lambda model, anchor, s, _attention: L2SP(
+        model, anchor.state_dict(), s.alpha, s.beta, new_param_names=s.new_param_names,
+        anchor_bn=s.anchor_bn)))

@@ -19,6 +19,7 @@ from ft_pipelines.core.similarity.domain import (
 )
 from ft_pipelines.core.similarity.features import Features, extract_features
 from ft_pipelines.core.similarity.resolution import analysis_images
+from ft_pipelines.core.similarity.settings import SimilarityParams
 from ft_pipelines.core.similarity.transferability import h_score, leep, logme, nce
 
 logger = logging.getLogger(__name__)
@@ -37,19 +38,19 @@ def reference_signals(target: Features, target_labels: np.ndarray, reference: Fe
     }
 
 
-def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
+def similarity_report(model: nn.Module, data: ImageData,
+                      settings: SimilarityParams | dict[str, Any], device: str | None = None
                       ) -> tuple[dict[str, Any], pd.DataFrame]:
     """All similarity signals of ``data`` w.r.t. the backbone's pretraining source.
 
-    Every signal is measured at ``params["analysis_size"]`` (images resized first; ``None``: the
+    Every signal is measured at ``settings.analysis_size`` (images resized first; ``None``: the
     size they come in), so the verdict does not depend on ``backbone.input_size``; the forward
-    passes run on ``params["device"]`` (``runtime.device``; absent: where the model is).
+    passes run on ``device`` (``runtime.device``; None: where the model is).
     """
-    analysis_size = params.get("analysis_size")
-    device = params.get("device")
-    images = analysis_images(data.images, analysis_size)
-    features = extract_features(model, images, int(params.get("batch_size", 128)),
-                                device=device)
+    settings = SimilarityParams.model_validate(settings) if isinstance(settings, dict) \
+        else settings
+    images = analysis_images(data.images, settings.analysis_size)
+    features = extract_features(model, images, settings.batch_size, device=device)
     labels = data.labels.numpy()
     layers = bn_divergence(model, features.bn_stats)
     cfg = model.backbone_cfg
@@ -66,12 +67,12 @@ def similarity_report(model: nn.Module, data: ImageData, params: dict[str, Any]
     if cfg.source != "none":  # a random head says nothing about the source task
         metrics["leep"] = leep(features.source_probs, labels)
         metrics["nce"] = nce(features.source_probs, labels)
-    folder = params.get("source_reference")
+    folder = settings.source_reference
     if folder:
         ref_images, ref_labels = load_reference_images(folder, int(images.shape[-1]))
         reference = extract_features(model, ref_images, record_bn=False, device=device)
         metrics.update(reference_signals(features, labels, reference, ref_labels,
-                                         float(params.get("emd_gamma", 0.01))))
+                                         settings.emd_gamma))
     logger.info("Similarity: BN divergence %.3f, LogME %.3f", metrics["bn_divergence"],
                 metrics["logme"])
     return metrics, layers

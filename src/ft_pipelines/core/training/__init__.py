@@ -28,7 +28,6 @@ from ft_pipelines.core.training.checkpoint import (
     save_checkpoint,
     take_finished_checkpoints,
 )
-from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.data_parallel import run_data_parallel
 from ft_pipelines.core.training.distributed import (
     DistributedRunError,
@@ -43,6 +42,7 @@ from ft_pipelines.core.training.ema import ModelEma
 from ft_pipelines.core.training.finetune import finetune_model, resolve_regularizer, train_config
 from ft_pipelines.core.training.lr_find import LRFinding, lr_find_figure, lr_range_test
 from ft_pipelines.core.training.optim import block_depths, build_optimizer, lr_factor
+from ft_pipelines.core.training.settings import TrainConfig
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 __all__ = [

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ft_pipelines.core.training.settings import Augment
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -65,26 +67,25 @@ class Augmentation:
             x, y, permutation, lam, num_classes, smoothing)
 
 
-def build_augmentation(spec: dict[str, Any], size: int) -> Augmentation | None:
-    """The augmentation ``spec`` (``finetune.augment`` without what is off) asks for, or None."""
+def build_augmentation(spec: Augment | dict[str, Any], size: int) -> Augmentation | None:
+    """What ``finetune.augment`` turns on, or None when nothing is (policy "none",
+    probabilities and alphas 0 are off)."""
     from torchvision.transforms import v2
 
+    spec = Augment.model_validate(spec) if isinstance(spec, dict) else spec
     steps = []
-    crop = spec.get("random_resized_crop")
-    if crop:
-        scale = tuple(crop.get("scale", (0.7, 1.0)))
-        steps.append(v2.RandomResizedCrop(size, scale=scale, antialias=True))
-    if spec.get("horizontal_flip"):
+    if spec.random_resized_crop is not None:
+        steps.append(v2.RandomResizedCrop(size, scale=tuple(spec.random_resized_crop.scale),
+                                          antialias=True))
+    if spec.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
-    policy = spec.get("policy") or "none"
-    if policy != "none":
-        steps.append(_policy(policy))
-    erasing = float(spec.get("random_erasing") or 0.0)
-    mixup, cutmix = float(spec.get("mixup") or 0.0), float(spec.get("cutmix") or 0.0)
+    if spec.policy != "none":
+        steps.append(_policy(spec.policy))
+    erasing, mixup, cutmix = spec.random_erasing, spec.mixup, spec.cutmix
     if not steps and not erasing and not mixup and not cutmix:
         return None
-    on = [k for k in ("random_resized_crop", "horizontal_flip") if spec.get(k)]
-    on += [f"{k}={v}" for k, v in (("policy", policy), ("random_erasing", erasing),
+    on = [k for k in ("random_resized_crop", "horizontal_flip") if getattr(spec, k)]
+    on += [f"{k}={v}" for k, v in (("policy", spec.policy), ("random_erasing", erasing),
                                      ("mixup", mixup), ("cutmix", cutmix)) if v and v != "none"]
     return Augmentation(_per_sample(steps),
                         _per_sample([v2.RandomErasing(erasing)]) if erasing else None,

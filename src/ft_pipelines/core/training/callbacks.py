@@ -11,9 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ft_pipelines.core.training.checkpoint import Checkpointing
-from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import rank0_decides, world
 from ft_pipelines.core.training.ema import ModelEma
+from ft_pipelines.core.training.settings import TrainConfig
 from ft_pipelines.core.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def default_callbacks(config: TrainConfig, checkpoint_dir: str | Path | None = N
     best = BestModel()
     callbacks: list[Callback] = [best]
     if config.ema is not None:
-        callbacks.append(ModelEma(**config.ema, raw_best=lambda: best.best_key))
+        callbacks.append(ModelEma(**config.ema.model_dump(), raw_best=lambda: best.best_key))
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
     if config.progress and world()[0] == 0:  # one progress bar under DDP: rank 0's

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from ft_pipelines.core.training.config import TrainConfig
+from ft_pipelines.core.training.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from ft_pipelines.core.regularizers import CompositeRegularizer, Regularizer
 from ft_pipelines.core.training.augment import build_augmentation, summed_loss
 from ft_pipelines.core.training.balance import balanced_order, class_weights, resolve_class_balance
 from ft_pipelines.core.training.cache import SplitModel, frozen_prefix_length, prefix_activations
-from ft_pipelines.core.training.config import TrainConfig
 from ft_pipelines.core.training.distributed import (
     all_reduce_sum,
     backend_name,
@@ -39,6 +38,7 @@ from ft_pipelines.core.training.distributed import (
 )
 from ft_pipelines.core.training.lr_find import LRFinding, lr_range_test
 from ft_pipelines.core.training.optim import build_optimizer, lr_factor
+from ft_pipelines.core.training.settings import TrainConfig
 from ft_pipelines.core.utils import classifier_name, normalise
 
 logger = logging.getLogger(__name__)

@@ -30,13 +30,12 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
-    settings = {**evaluation.model_dump(), "device": runtime.device,
-                "precision": runtime.precision}
-    exported = {name: score_onnx(model, splits["test"], class_names, evaluation.model_dump())
+    exported = {name: score_onnx(model, splits["test"], class_names, evaluation.throughput_batch)
                 for name, model in (("finetuned_onnx", finetuned_onnx),
                                     ("pruned_onnx", pruned_onnx), ("pruned_int8", pruned_int8))
                 if isinstance(model, OnnxModel)}  # pruned_int8 is absent with quantize: null
-    results, _, figures = evaluate_models(models, splits, class_names, settings, exported)
+    results, _, figures = evaluate_models(models, splits, class_names, evaluation, runtime,
+                                          exported)
     int8_check = (export_report.get("models") or {}).get("pruned_int8") or {}
     if "pruned_int8" in results and int8_check.get("recommended") is False:
         mark_not_recommended(results, "pruned_int8", int8_check["reason"])

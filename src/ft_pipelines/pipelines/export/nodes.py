@@ -88,7 +88,7 @@ def int8_search_settings(export: ExportParams) -> dict[str, Any]:
     return {"configs": export.int8_configs, "histogram_images": export.histogram_calibration_images,
             "max_drop": export.max_int8_drop, "threads": export.threads,
             "batch": export.throughput_batch,
-            **timing_settings(export.model_dump())}
+            **timing_settings(export)}
 
 
 def write_export_report(finetuned_check: dict, pruned_check: dict, int8_check: dict,

@@ -40,7 +40,7 @@ def _delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune: 
     train = split_image_data(images, size, decode_cache_dir)["train"]
     probe_data = stratified_subset(train, finetune.delta_probe_images, finetune.seed)
     # a copy on runtime.device: the probes and channel-drop passes run where the model is
-    model = copy.deepcopy(surgered_model).to(resolve_runtime(runtime.model_dump()).device)
+    model = copy.deepcopy(surgered_model).to(resolve_runtime(runtime).device)
     return delta_attention(model, probe_data, finetune.seed)
 
 
@@ -50,12 +50,11 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
     """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
-    settings = finetune.model_dump()
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(surgered_model, decode_cache_key(images, size), finetune_plan,
-                              settings, {"delta_attention": delta_attention})
+                              finetune.model_dump(), {"delta_attention": delta_attention})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
-    model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
-                                    delta_attention, checkpoint_dir, runtime.model_dump())
+    model, history = finetune_model(surgered_model, splits, finetune_plan, finetune,
+                                    delta_attention, checkpoint_dir, runtime)
     return record_training_data(model, images), history, learning_curves(history)

@@ -21,6 +21,5 @@ def analyse_similarity(pretrained_model: nn.Module, images: pd.DataFrame,
     size = similarity.analysis_size or pretrained_model.backbone_cfg.input_size
     data = split_subset(images, "train", size, decode_cache_dir, similarity.max_images,
                         similarity.seed)
-    metrics, layers = similarity_report(pretrained_model, data,
-                                        {**similarity.model_dump(), "device": runtime.device})
+    metrics, layers = similarity_report(pretrained_model, data, similarity, runtime.device)
     return metrics, layers, layer_divergence_figure(layers)

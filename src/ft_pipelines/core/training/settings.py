@@ -1,4 +1,7 @@
-"""``finetune``: how the planned training runs (the plan decides epochs, rates, regulariser)."""
+"""How the Trainer trains (``TrainingRecipe``: the ``finetune.*`` keys it reads, with the only
+defaults) and the config of one training (``TrainConfig``: a recipe plus what the plan or the
+caller decides: epochs, learning rates, device). ``finetune``'s schema extends the recipe with
+the stage's own keys (``FinetuneParams``)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ft_pipelines.core.regularizers import BSSSettings, RegularizerSettings
+from ft_pipelines.core.utils.runtime import Runtime, RuntimeParams, resolve_runtime
 from ft_pipelines.core.utils.schema import (
     Count,
+    Device,
     Fraction,
     LearningRate,
     Schema,
@@ -16,7 +22,8 @@ from ft_pipelines.core.utils.schema import (
     invalid,
     override,
 )
-from ft_pipelines.params.strategy_selection import RegularizerSettings
+
+_RUNTIME = RuntimeParams()
 
 
 class RandomResizedCrop(Schema):
@@ -49,16 +56,9 @@ class EMASettings(Schema):
     warmup: bool = False  # decay_t = min(decay, (1 + t) / (10 + t)): useful for few steps
 
 
-class BSSSettings(Schema):
-    """Batch Spectral Shrinkage: penalise the k smallest singular values of the features."""
+class TrainingRecipe(Schema):
+    """The ``finetune.*`` keys the Trainer reads."""
 
-    eta: Weight = 0.001
-    k: Count = 1
-    feature_module: str | None = override("module whose input are the features (default: "
-                                          "the last nn.Linear)")
-
-
-class FinetuneParams(Schema):
     batch_size: Count = 64
     optimizer: Literal["sgd", "adamw"] = "sgd"
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -70,29 +70,49 @@ class FinetuneParams(Schema):
     patience: Count | None = None           # early stopping on validation accuracy
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     augment: Augment = Field(default_factory=Augment)
-    regularizer: RegularizerSettings = Field(default_factory=RegularizerSettings)
-    bss: BSSSettings | None = None
-    delta_probe_images: Count | None = 256  # images for DELTA's channel attention; null: all
     use_cache: bool = True
     seed: Seed = 0
     progress: bool = True                   # progress bars per epoch
-    resume: bool = True
-    checkpoint_dir: str = "data/06_models/checkpoints"
-    keep_checkpoints: bool = False          # true: keep them after the outputs are saved
     # The training recipe (docs/strategy.md, "Training recipe"); every ingredient off by default.
     layer_decay: float | None = Field(default=None, gt=0, lt=1)  # lr x this per block deeper
     ema: EMASettings | None = None
     accumulate: Count = 1                   # batch_size = effective batch, in this many parts
     class_balance: Literal["none", "weights", "sampler", "auto"] = "none"
     lr_find: bool = False                   # LR range test before training (sets the rates)
-    # Overrides of the plan (strategy.training.<strategy>); unset: the plan's.
-    epochs: Count | None = override("epochs instead of the plan's")
-    lr_pretrained: LearningRate | None = override("learning rate of pretrained weights")
-    lr_new: LearningRate | None = override("learning rate of the new head")
 
     @model_validator(mode="after")
-    def _check_accumulate(self) -> FinetuneParams:
+    def _check_accumulate(self) -> TrainingRecipe:
         if self.accumulate > self.batch_size:
             raise invalid("accumulate", f"must be <= batch_size ({self.batch_size}): batch_size "
                                         "is the effective batch, split into accumulate parts")
         return self
+
+
+class TrainConfig(TrainingRecipe):
+    """One training: a recipe, the epochs and learning rates (the plan's for the fine-tuning
+    stage, see ``train_config``; the pruning stage's for its recovery), and where it runs
+    (``runtime.device`` / ``runtime.precision``)."""
+
+    epochs: Count = 5
+    lr_pretrained: LearningRate = 0.01
+    lr_new: LearningRate = 0.1
+    device: Device = _RUNTIME.device
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _RUNTIME.precision
+
+    def resolved_runtime(self) -> Runtime:
+        return resolve_runtime({"device": self.device, "precision": self.precision})
+
+
+class FinetuneParams(TrainingRecipe):
+    """``finetune``: the Trainer's recipe plus the stage's own keys."""
+
+    regularizer: RegularizerSettings = Field(default_factory=RegularizerSettings)
+    bss: BSSSettings | None = None
+    delta_probe_images: Count | None = 256  # images for DELTA's channel attention; null: all
+    resume: bool = True
+    checkpoint_dir: str = "data/06_models/checkpoints"
+    keep_checkpoints: bool = False          # true: keep them after the outputs are saved
+    # Overrides of the plan (strategy.training.<strategy>); unset: the plan's.
+    epochs: Count | None = override("epochs instead of the plan's")
+    lr_pretrained: LearningRate | None = override("learning rate of pretrained weights")
+    lr_new: LearningRate | None = override("learning rate of the new head")

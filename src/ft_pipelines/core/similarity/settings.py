@@ -1,4 +1,5 @@
-"""``similarity``: how far the data is from the backbone's source."""
+"""``similarity``: how far the data is from the backbone's source (the schema lives with the
+code that reads it; ``ft_pipelines.params`` composes it)."""
 
 from __future__ import annotations
 
