@@ -92,7 +92,7 @@ def test_a_value_out_of_range_is_named_in_full_with_the_limit(raw, expected):
     ({"runtime": {"device": "cuda:x"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),
     ({"finetune": {"device": "cpu"}}, "`finetune.device`: unknown key"),
     ({"finetune": {"regularizer": {"name": "l3"}}},
-     "`finetune.regularizer.name`: must be one of 'none', 'l2', 'l2_sp' or 'delta'"),
+     "`finetune.regularizer.name`: must be one of 'none', 'delta', 'l2' or 'l2_sp'"),  # registry order
     ({"strategy": {"partial": {"trainable_blocks": "most"}}},
      "`strategy.partial.trainable_blocks`: must be auto or an integer >= 1, got 'most'"),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ft_pipelines.core.data.settings import IngestionParams
 from ft_pipelines.core.pruning.importance import ImportanceParams
 from ft_pipelines.core.pruning.settings import PruningParams
 from ft_pipelines.core.similarity.settings import SimilarityParams
@@ -11,7 +12,6 @@ from ft_pipelines.core.training.settings import FinetuneParams
 from ft_pipelines.core.utils.runtime import RuntimeParams
 from ft_pipelines.core.utils.schema import Schema
 from ft_pipelines.params.backbone_surgery import SurgeryParams
-from ft_pipelines.params.data_ingestion import IngestionParams
 from ft_pipelines.params.evaluation import EvaluationParams, LineageParams
 from ft_pipelines.params.export import ExportParams, PredictParams
 from ft_pipelines.params.pretrained_backbone import BackboneParams

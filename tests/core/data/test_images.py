@@ -136,7 +136,8 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     table, _, _ = build_images_table(load_records("image_folder", root))
     parquet = tmp_path / "images.parquet"
     table[["image", "label_name"]].rename(columns={"image": "png"}).to_parquet(parquet)
-    records = load_records("parquet", str(parquet), image_column="png", label_column="label_name")
+    records = load_records("parquet", str(parquet), {"image_column": "png",
+                                                      "label_column": "label_name"})
     again, class_names, _ = build_images_table(records)
     assert class_names == ["a", "b"]
     assert sorted(again["image_id"]) == sorted(table["image_id"])

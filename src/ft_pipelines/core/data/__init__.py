@@ -10,9 +10,15 @@ from ft_pipelines.core.data.image_data import (
     stratified_subset,
 )
 from ft_pipelines.core.data.manifest import FileRecord, file_records, folder_bytes, is_manifest
+from ft_pipelines.core.data.settings import (
+    DATA_SOURCES,
+    DataSource,
+    IngestionParams,
+    data_source,
+    register_data_source,
+)
 from ft_pipelines.core.data.shards import MappedImages
 from ft_pipelines.core.data.sources import (
-    SOURCES,
     ImageRecord,
     image_folder_files,
     image_id_of,
@@ -22,14 +28,17 @@ from ft_pipelines.core.data.table import SPLITS, TABLE_COLUMNS, build_images_tab
 from ft_pipelines.core.data.validation import validate_records
 
 __all__ = [
-    "SOURCES",
+    "DATA_SOURCES",
     "SPLITS",
     "TABLE_COLUMNS",
+    "DataSource",
     "FileRecord",
     "ImageData",
     "ImageRecord",
+    "IngestionParams",
     "MappedImages",
     "build_images_table",
+    "data_source",
     "cached_decode",
     "decode_cache_key",
     "decode_images",
@@ -39,6 +48,7 @@ __all__ = [
     "image_id_of",
     "is_manifest",
     "load_records",
+    "register_data_source",
     "load_reference_images",
     "split_image_data",
     "split_subset",

@@ -1,6 +1,8 @@
 """Image sources: every labelled image of a source, as encoded bytes (not yet validated).
 
-Sources (``ingestion.source``):
+Sources (``ingestion.source``) are a registry (``DATA_SOURCES``): a name, a loader and whether
+it reads ``ingestion.path``; the parameter schema accepts exactly the registered names. To add
+one: a loader and one ``register_data_source(...)`` line (docs/architecture.md, "How to add").
 
 - ``sklearn_digits``: scikit-learn's ``load_digits`` (1,797 real 8x8 digits, 10 classes).
 - ``lfw_faces``: scikit-image's ``lfw_subset`` (200 real 25x25 photos: faces, non-faces).
@@ -21,14 +23,21 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ft_pipelines.core.data.settings import (
+    DataSource,
+    IngestionParams,
+    data_source,
+    register_data_source,
+)
+
 logger = logging.getLogger(__name__)
 
-SOURCES = ("sklearn_digits", "lfw_faces", "image_folder", "parquet")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MAX_LISTED = 20  # offending items shown in one error message; the rest are counted
 # Bytes read from one image file at most: far above any photo (a 100 MP 16-bit TIFF is ~600 MB
@@ -82,23 +91,16 @@ def read_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_FILE_BYTES) -> 
     return data
 
 
-def load_records(
-    source: str,
-    path: str | Path | None = None,
-    image_column: str = "image",
-    label_column: str = "label",
-) -> list[ImageRecord]:
-    """Load every labelled image of ``source`` as encoded bytes (not yet validated)."""
-    if source == "sklearn_digits":
-        return _load_sklearn_digits()
-    if source == "lfw_faces":
-        return _load_lfw_faces()
-    if source in ("image_folder", "parquet"):
-        root = _existing_path(path, source)
-        if source == "image_folder":
-            return _load_image_folder(root)
-        return _load_parquet(root, image_column, label_column)
-    raise ValueError(f"Unknown ingestion.source {source!r}; valid values: {', '.join(SOURCES)}.")
+def load_records(source: str, path: str | Path | None = None, settings: Any = None
+                 ) -> list[ImageRecord]:
+    """Load every labelled image of ``source`` as encoded bytes (not yet validated).
+    ``settings``: the ``ingestion`` block (a parquet table's column names); a dict of its keys
+    or None takes the schema's defaults."""
+    entry = data_source(source)
+    settings = settings if isinstance(settings, IngestionParams) else \
+        IngestionParams.model_validate(settings or {})
+    root = _existing_path(path, source) if entry.needs_path else None
+    return entry.load(root, settings)
 
 
 def _existing_path(path: str | Path | None, source: str) -> Path:
@@ -301,3 +303,18 @@ def _as_bytes(value: object, setting: str = "ingestion.image_column") -> bytes:
         f"Image cell holds {type(value).__name__}, not encoded image bytes: point "
         f"{setting} at a column of PNG/JPEG/... bytes."
     )
+
+
+register_data_source(DataSource(
+    "sklearn_digits", lambda _path, _settings: _load_sklearn_digits(),
+    description="scikit-learn's 1,797 8x8 digits, 10 classes (offline demo)"))
+register_data_source(DataSource(
+    "lfw_faces", lambda _path, _settings: _load_lfw_faces(),
+    description="scikit-image's LFW subset: 100 faces, 100 non-faces (offline)"))
+register_data_source(DataSource(
+    "image_folder", lambda path, _settings: _load_image_folder(path), needs_path=True,
+    list_files=image_folder_files, description="one sub-folder of images per class"))
+register_data_source(DataSource(
+    "parquet", lambda path, settings: _load_parquet(path, settings.image_column,
+                                                    settings.label_column),
+    needs_path=True, description="a table with an image-bytes column and a label column"))

@@ -8,9 +8,9 @@ import pandas as pd
 
 from ft_pipelines.core.data import (
     build_images_table,
+    data_source,
     file_records,
     folder_bytes,
-    image_folder_files,
     load_records,
     validate_records,
 )
@@ -26,9 +26,9 @@ def ingest_images(ingestion: IngestionParams
     An image folder over ``ingestion.embed_bytes_max_mb`` becomes a manifest (files read one at
     a time, later stages read them again); other sources are embedded.
     """
-    manifest = False
-    if ingestion.source == "image_folder":
-        files = image_folder_files(ingestion.path)
+    manifest, source = False, data_source(ingestion.source)
+    if source.list_files is not None:  # images that are files: a large source is a manifest
+        files = source.list_files(ingestion.path)
         total = folder_bytes(files)
         manifest = total > ingestion.embed_bytes_max_mb * 2**20
         if manifest:
@@ -37,9 +37,7 @@ def ingest_images(ingestion: IngestionParams
     if manifest:
         records = file_records(files)
     else:
-        records = load_records(ingestion.source, ingestion.path,
-                               image_column=ingestion.image_column,
-                               label_column=ingestion.label_column)
+        records = load_records(ingestion.source, ingestion.path, ingestion)
     good, bad_report = validate_records(records, ingestion.on_bad_image)
     table, class_names, profile = build_images_table(
         good, ingestion.splits.model_dump(), ingestion.seed,

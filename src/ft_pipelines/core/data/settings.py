@@ -1,13 +1,56 @@
-"""``ingestion``: where the images come from, how they are checked and split."""
+"""``ingestion``: where the images come from (the registry of data sources; loaders in
+``sources.py``), how they are checked and split. The schema lives with the code that reads it;
+``ft_pipelines.params`` composes it."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ft_pipelines.core.utils.schema import Count, Fraction, Schema, Seed, invalid
+from ft_pipelines.core.utils.schema import (
+    Count,
+    Fraction,
+    Schema,
+    Seed,
+    check_registered,
+    invalid,
+)
+
+#: loader(the existing ``ingestion.path`` or None, the ``ingestion`` settings) -> records
+Loader = Callable[[Path | None, Any], list[Any]]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    load: Loader
+    needs_path: bool = False        # reads ``ingestion.path`` (checked to exist first)
+    #: the (file, class) pairs when the images are files: a large source becomes a manifest
+    list_files: Callable[[Path], list[tuple[Path, str]]] | None = None
+    description: str = ""
+
+
+DATA_SOURCES: dict[str, DataSource] = {}
+
+
+def register_data_source(source: DataSource) -> DataSource:
+    """Make ``source`` a value of ``ingestion.source``."""
+    if source.name in DATA_SOURCES and DATA_SOURCES[source.name] != source:
+        raise ValueError(f"data source {source.name!r} is already registered")
+    DATA_SOURCES[source.name] = source
+    return source
+
+
+def data_source(name: str) -> DataSource:
+    if name not in DATA_SOURCES:
+        raise ValueError(f"Unknown ingestion.source {name!r}; valid values: "
+                         f"{', '.join(DATA_SOURCES)}.")
+    return DATA_SOURCES[name]
 
 
 class Splits(Schema):
@@ -29,7 +72,7 @@ class Splits(Schema):
 
 
 class IngestionParams(Schema):
-    source: Literal["sklearn_digits", "lfw_faces", "image_folder", "parquet"] = "sklearn_digits"
+    source: str = "sklearn_digits"          # a registered source (core/data/sources.py)
     path: str | None = None                 # folder (one sub-folder per class) or parquet file
     image_column: str = "image"             # parquet only
     label_column: str = "label"             # parquet only
@@ -43,9 +86,14 @@ class IngestionParams(Schema):
     # image_folder larger than this (MiB): the images table becomes a manifest (paths + sha256)
     embed_bytes_max_mb: float = Field(default=512, gt=0)
 
+    @field_validator("source")
+    @classmethod
+    def _registered_source(cls, value: str) -> str:
+        return check_registered(value, DATA_SOURCES)
+
     @model_validator(mode="after")
     def _check_combinations(self) -> IngestionParams:
-        if self.source in ("image_folder", "parquet") and not self.path:
+        if data_source(self.source).needs_path and not self.path:
             raise invalid("path", f"required when ingestion.source is {self.source} "
                                   "(the folder or parquet file to read)")
         if self.max_per_class is not None and self.max_per_class < self.min_per_class:
