@@ -91,8 +91,8 @@ def test_a_value_out_of_range_is_named_in_full_with_the_limit(raw, expected):
     ({"runtime": {"device": "gpu"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),
     ({"runtime": {"device": "cuda:x"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),
     ({"finetune": {"device": "cpu"}}, "`finetune.device`: unknown key"),
-    ({"finetune": {"regularizer": {"name": "l3"}}},
-     "`finetune.regularizer.name`: must be one of 'none', 'delta', 'l2' or 'l2_sp'"),  # registry order
+    ({"finetune": {"regularizer": {"name": "l3"}}},  # the registry's order
+     "`finetune.regularizer.name`: must be one of 'none', 'delta', 'l2' or 'l2_sp'"),
     ({"strategy": {"partial": {"trainable_blocks": "most"}}},
      "`strategy.partial.trainable_blocks`: must be auto or an integer >= 1, got 'most'"),
 ])
