@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ft_pipelines.core.evaluation import timed_calls_ms
-from ft_pipelines.core.models import create_backbone
+from ft_pipelines.core.models import load_backbone
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = create_backbone("bundled", input_size=args.size)
+    model = load_backbone("bundled", input_size=args.size)
     images = torch.randn(args.batch, 3, args.size, args.size)
     tail, activations = tail_and_inputs(model, images)
     rows = {}

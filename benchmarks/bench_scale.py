@@ -127,7 +127,7 @@ def child_finetune(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ft_pipelines.core.data import MappedImages, split_image_data
-    from ft_pipelines.core.models import apply_surgery, create_backbone
+    from ft_pipelines.core.models import apply_surgery, load_backbone
     from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks
     from ft_pipelines.core.utils import head_parameter_names
 
@@ -140,7 +140,7 @@ def child_finetune(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(train.images, MappedImages):
         raise RuntimeError("The table is not a manifest: lower --embed-mb.")
     torch.manual_seed(args.seed)
-    model = apply_surgery(create_backbone("bundled", input_size=args.size), NUM_CLASSES,
+    model = apply_surgery(load_backbone("bundled", input_size=args.size), NUM_CLASSES,
                           trainable_blocks=2)
     config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=args.seed, device="cpu",
                          use_cache=args.cache, progress=False)

@@ -48,7 +48,7 @@ from ft_pipelines.core.data import (
     split_image_data,
     validate_records,
 )
-from ft_pipelines.core.models import apply_surgery, create_backbone
+from ft_pipelines.core.models import apply_surgery, load_backbone
 from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     train, val, num_classes = load_digits(args.size, args.images, args.val_images, args.seed)
-    pristine = create_backbone("bundled", input_size=args.size)
+    pristine = load_backbone("bundled", input_size=args.size)
     setup = BenchSetup(pristine, train, val, num_classes, args)
     logger.info("Data: %d train / %d val images at %d px", len(train), len(val), args.size)
     results = run_all(setup)

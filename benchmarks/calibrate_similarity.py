@@ -19,7 +19,7 @@ import skimage.data
 import torch
 
 from ft_pipelines.core.data import ImageData, build_images_table, decode_images, load_records
-from ft_pipelines.core.models import create_backbone
+from ft_pipelines.core.models import load_backbone
 from ft_pipelines.core.similarity import similarity_report
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    model = create_backbone("bundled", input_size=args.size)
+    model = load_backbone("bundled", input_size=args.size)
     sets = {"natural photo crops": natural_crops(args.images, args.size),
             "lfw_faces": demo_data("lfw_faces", args.images, args.size),
             "sklearn_digits": demo_data("sklearn_digits", args.images, args.size),

@@ -25,8 +25,8 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data, stratified_subset
 from ft_pipelines.core.evaluation import measure_throughput, predict
 from ft_pipelines.core.models import (
-    create_backbone,
     freeze_all_but,
+    load_backbone,
     load_model_file,
     newest_artifact,
     replace_head,
@@ -94,7 +94,7 @@ def main() -> int:
     splits = split_image_data(images, args.size, None)
     train = stratified_subset(splits["train"], args.max_images, 0)
     classes = int(splits["train"].labels.max()) + 1
-    base = freeze_all_but(replace_head(create_backbone("bundled", input_size=args.size),
+    base = freeze_all_but(replace_head(load_backbone("bundled", input_size=args.size),
                                        classes), "all")
     plain = plain_amp_epochs(copy.deepcopy(base), train.images, train.labels, args.batch_size,
                              runtime)

@@ -50,7 +50,7 @@ from ft_pipelines.core.evaluation import (  # noqa: E402
     pixel_baselines,
     predict,
 )
-from ft_pipelines.core.models import apply_surgery, create_backbone  # noqa: E402
+from ft_pipelines.core.models import apply_surgery, load_backbone  # noqa: E402
 from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
 from ft_pipelines.core.similarity import similarity_report  # noqa: E402
 from ft_pipelines.core.strategy import (  # noqa: E402
@@ -176,7 +176,7 @@ class DatasetContext:
 def backbone(size_px: int) -> nn.Module:
     """The pretrained network (bundled EfficientNet-Lite0), loaded once; cells deep-copy it."""
     spec = project_params()["backbone"]
-    return create_backbone(spec.get("source", "bundled"), spec.get("architecture"),
+    return load_backbone(spec.get("source", "bundled"), spec.get("architecture"),
                            spec.get("weights"), spec.get("path"), size_px,
                            spec.get("library", "auto"))
 

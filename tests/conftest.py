@@ -68,9 +68,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def bundled_backbone():
     """The real ImageNet-pretrained EfficientNet-Lite0 (offline), at a small input size."""
-    from ft_pipelines.core.models import create_backbone
+    from ft_pipelines.core.models import load_backbone
 
-    return create_backbone("bundled", input_size=64)
+    return load_backbone("bundled", input_size=64)
 
 
 @pytest.fixture()

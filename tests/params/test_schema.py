@@ -85,7 +85,7 @@ def test_a_value_out_of_range_is_named_in_full_with_the_limit(raw, expected):
     ({"ingestion": {"on_bad_image": "ignore"}}, "'error' or 'skip', got 'ignore'"),
     ({"ingestion": {"on_duplicate": "keep"}}, "'error' or 'skip', got 'keep'"),
     ({"backbone": {"source": "hub"}},
-     "'bundled', 'torchvision', 'timm', 'file', 'artifact' or 'none'"),
+     "'bundled', 'torchvision', 'timm', 'file', 'none' or 'artifact'"),
     ({"runtime": {"precision": "fp8"}}, "`runtime.precision`: must be one of 'auto', 'fp32', "
                                         "'bf16' or 'fp16', got 'fp8'"),
     ({"runtime": {"device": "gpu"}}, "`runtime.device`: must be auto, cpu, cuda or cuda:N"),

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ft_pipelines.core.utils.schema import Count, Schema, invalid
+from ft_pipelines.core.models import BACKBONE_SOURCES
+from ft_pipelines.core.utils.schema import Count, Schema, check_registered, invalid
+
+
+def _registered(cls: type, value: str) -> str:
+    return check_registered(value, BACKBONE_SOURCES)
 
 
 class BackboneCandidate(Schema):
     """Another network to rank against ``backbone`` (unset keys: backbone.source's defaults)."""
 
-    source: Literal["bundled", "torchvision", "timm", "file", "artifact", "none"] = "bundled"
+    source: str = "bundled"                 # a registered source (core/models/sources.py)
     architecture: str = "efficientnet_lite0"
     weights: str | None = None
     path: str | None = None
     library: Literal["auto", "timm", "torchvision"] = "auto"
 
+    _registered_source = field_validator("source")(_registered)
+
 
 class BackboneParams(Schema):
-    source: Literal["bundled", "torchvision", "timm", "file", "artifact", "none"] = "bundled"
+    source: str = "bundled"                 # bundled | torchvision | timm | file | none | artifact
     architecture: str = "efficientnet_lite0"
     weights: str | None = None              # torchvision weights name or timm tag
     path: str | None = None                 # for source=file: a state dict or a model artifact
@@ -30,9 +37,11 @@ class BackboneParams(Schema):
     candidates: list[BackboneCandidate] = Field(default_factory=list)
     ranking_max_images: Count | None = 600  # training images scored per candidate; null: all
 
+    _registered_source = field_validator("source")(_registered)
+
     @model_validator(mode="after")
     def _check_path(self) -> BackboneParams:
-        if self.source in ("file", "artifact") and not self.path:
+        if BACKBONE_SOURCES[self.source].needs_path and not self.path:
             raise invalid("path", f"required when backbone.source is {self.source} (file: a "
                                   ".safetensors/.pth state dict; artifact: a model saved by "
                                   "this project, a file or a folder)")

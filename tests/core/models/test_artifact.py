@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.models import (
     apply_surgery,
-    create_backbone,
     load_backbone,
     load_model_file,
     replace_head,
@@ -111,7 +110,7 @@ def test_artifact_source_loads_a_saved_model_file_or_newest_in_folder(tmp_path, 
 def test_an_architecture_not_buildable_on_the_meta_device_is_checked_from_its_header(tmp_path):
     """torchvision's RegNets copy data while they are built: their spec is checked against the
     file's shapes directly (a genuine file loads, a crafted channel count is refused)."""
-    model = replace_head(create_backbone("none", "regnet_x_400mf", input_size=32), 3)
+    model = replace_head(load_backbone("none", "regnet_x_400mf", input_size=32), 3)
     path = tmp_path / "regnet.safetensors"
     save_model_file(model, path)
     assert _same_outputs(model, load_model_file(path), size=32)

@@ -6,9 +6,9 @@ import torch
 from ft_pipelines.core.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    create_backbone,
     feature_units,
     forward_head,
+    load_backbone,
 )
 
 
@@ -49,20 +49,20 @@ def test_sequential_view_equals_model_forward(bundled_backbone):
 ])
 def test_bad_backbone_specs_name_the_parameter(spec, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-        create_backbone(**spec)
+        load_backbone(**spec)
 
 
 def test_offline_torchvision_download_names_the_cache_file(no_network):
     with pytest.raises(FileNotFoundError, match=r"resnet18-.*\.pth.*backbone.source=file"):
-        create_backbone("torchvision", "resnet18", weights="IMAGENET1K_V1")
+        load_backbone("torchvision", "resnet18", weights="IMAGENET1K_V1")
 
 
 def test_file_source_loads_a_plain_state_dict(tmp_path):
     from safetensors.torch import save_file
 
-    reference = create_backbone("none", "resnet18")
+    reference = load_backbone("none", "resnet18")
     save_file(reference.state_dict(), tmp_path / "r18.safetensors")
-    loaded = create_backbone("file", "resnet18", path=str(tmp_path / "r18.safetensors"))
+    loaded = load_backbone("file", "resnet18", path=str(tmp_path / "r18.safetensors"))
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(reference.eval()(x), loaded.eval()(x))

@@ -9,13 +9,13 @@ import pickle
 import pytest
 import torch
 
-from ft_pipelines.core.models import create_backbone
+from ft_pipelines.core.models import load_backbone
 from ft_pipelines.core.models.sources import is_network_failure
 
 
 def test_unknown_torchvision_architecture_is_blamed_on_the_architecture():
     with pytest.raises(ValueError, match="backbone.architecture") as info:
-        create_backbone("torchvision", "resnet1B")
+        load_backbone("torchvision", "resnet1B")
     message = str(info.value)
     assert "backbone.weights" not in message
     assert "Did you mean: resnet18" in message
@@ -23,12 +23,12 @@ def test_unknown_torchvision_architecture_is_blamed_on_the_architecture():
 
 def test_unknown_torchvision_weights_list_the_names():
     with pytest.raises(ValueError, match=r"backbone.weights='IMAGENET_V9'.*IMAGENET1K_V1"):
-        create_backbone("torchvision", "resnet18", weights="IMAGENET_V9")
+        load_backbone("torchvision", "resnet18", weights="IMAGENET_V9")
 
 
 def test_unknown_timm_name_is_not_called_a_network_problem(no_network):
     with pytest.raises(ValueError, match="backbone.architecture") as info:
-        create_backbone("timm", "efficientnet_lite9")
+        load_backbone("timm", "efficientnet_lite9")
     assert "no network" not in str(info.value)
     assert "efficientnet_lite0" in str(info.value)  # a close match
     assert no_network == []  # decided before any download
@@ -36,7 +36,7 @@ def test_unknown_timm_name_is_not_called_a_network_problem(no_network):
 
 def test_unknown_timm_tag_lists_the_tags(no_network):
     with pytest.raises(ValueError, match=r"backbone.weights='in99k'.*a1_in1k"):
-        create_backbone("timm", "resnet18", weights="in99k")
+        load_backbone("timm", "resnet18", weights="in99k")
     assert no_network == []
 
 
@@ -46,7 +46,7 @@ def test_timm_without_network_says_no_network(no_network, tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # nothing cached
     monkeypatch.setattr(hub_http.time, "sleep", lambda seconds: None)  # no retry back-off
     with pytest.raises(FileNotFoundError, match="no network"):
-        create_backbone("timm", "resnet18", weights="a1_in1k")
+        load_backbone("timm", "resnet18", weights="a1_in1k")
     assert no_network  # it really tried, and the refused connection is what it reports
 
 
@@ -58,7 +58,7 @@ def test_other_timm_failures_are_not_reported_as_no_network(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", broken)
     with pytest.raises(RuntimeError, match="timm could not load.*unexpected keys") as info:
-        create_backbone("timm", "resnet18", weights="a1_in1k")
+        load_backbone("timm", "resnet18", weights="a1_in1k")
     assert "no network" not in str(info.value)
 
 
@@ -91,7 +91,7 @@ def test_a_pickle_given_as_backbone_file_names_the_file_and_the_key(tmp_path, na
     path = tmp_path / name
     path.write_bytes(content())
     with pytest.raises(ValueError) as info:
-        create_backbone("file", "efficientnet_lite0", path=str(path))
+        load_backbone("file", "efficientnet_lite0", path=str(path))
     message = str(info.value)
     assert f"backbone.path={str(path)!r}" in message and "state dict" in message
     assert "weights_only=False" not in message and "weights_only" not in str(info.value.__cause__)
@@ -101,4 +101,4 @@ def test_a_state_dict_of_other_things_is_refused_naming_the_key(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save([torch.zeros(2)], path)
     with pytest.raises(ValueError, match=r"is not a state dict \(tensors by name\) but a list"):
-        create_backbone("file", "efficientnet_lite0", path=str(path))
+        load_backbone("file", "efficientnet_lite0", path=str(path))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ft_pipelines.core.models import apply_surgery, create_backbone, surgery_summary
+from ft_pipelines.core.models import apply_surgery, load_backbone, surgery_summary
 
 # its module-scoped fixture is built once: all its tests in one xdist worker
 pytestmark = pytest.mark.xdist_group("model_surgery")
@@ -20,7 +20,7 @@ ARCHITECTURES = [
 @pytest.fixture(scope="module", params=ARCHITECTURES, ids=[a[0] for a in ARCHITECTURES])
 def architecture(request):
     name, blocks, size = request.param
-    return create_backbone("none", name, input_size=size), blocks, size
+    return load_backbone("none", name, input_size=size), blocks, size
 
 
 def _trainable(model) -> int:

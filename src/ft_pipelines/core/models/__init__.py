@@ -25,7 +25,6 @@ from ft_pipelines.core.models.layouts import (
     pooled_stages,
     register_layout,
 )
-from ft_pipelines.core.models.loading import SOURCES, load_backbone
 from ft_pipelines.core.models.provenance import (
     InputMismatchError,
     classes_of,
@@ -39,7 +38,12 @@ from ft_pipelines.core.models.provenance import (
     stale_sources,
     training_data,
 )
-from ft_pipelines.core.models.sources import create_backbone
+from ft_pipelines.core.models.sources import (
+    BACKBONE_SOURCES,
+    BackboneSource,
+    load_backbone,
+    register_backbone_source,
+)
 from ft_pipelines.core.models.state_dict import load_state_dict_file
 from ft_pipelines.core.models.surgery import (
     apply_surgery,
@@ -55,7 +59,8 @@ __all__ = [
     "IMAGENET_STD",
     "InputMismatchError",
     "LAYOUT_FAMILIES",
-    "SOURCES",
+    "BACKBONE_SOURCES",
+    "BackboneSource",
     "BackboneConfig",
     "BackboneLayout",
     "LayoutFamily",
@@ -64,7 +69,6 @@ __all__ = [
     "attach_config",
     "channel_counts",
     "classes_of",
-    "create_backbone",
     "data_fingerprint",
     "describe_layout",
     "describe_source",
@@ -74,6 +78,7 @@ __all__ = [
     "input_mismatch",
     "freeze_all_but",
     "load_backbone",
+    "register_backbone_source",
     "load_model_file",
     "load_state_dict_file",
     "newest_artifact",

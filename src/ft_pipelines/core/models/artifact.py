@@ -46,7 +46,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     if not hasattr(model, "backbone_cfg"):
         raise ValueError(
             "This model has no backbone_cfg: create it with "
-            "ft_pipelines.core.models.create_backbone"
+            "ft_pipelines.core.models.load_backbone"
         )
     return {
         "format": FORMAT,

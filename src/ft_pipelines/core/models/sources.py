@@ -1,8 +1,9 @@
-"""Pretrained backbones: one factory (``create_backbone``) behind a registry of weight sources.
+"""Pretrained backbones: one factory (``load_backbone``) behind a registry of sources
+(``BACKBONE_SOURCES``: bundled, torchvision, timm, file, none, artifact).
 
 Like timm's ``create_model`` + ``pretrained_cfg``: every model this module returns carries a
-``BackboneConfig`` (``model.backbone_cfg``). A model artifact saved by this project is not a weight
-source: it is loaded whole by :func:`ft_pipelines.core.models.load_backbone` (source ``artifact``).
+``BackboneConfig`` (``model.backbone_cfg``). A weight source builds an architecture and its
+weights; ``artifact`` loads a model saved by this project whole, with its surgery and pruning.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 
@@ -23,6 +25,7 @@ from ft_pipelines.core.models.architectures import (
     close_matches,
     resolve_library,
 )
+from ft_pipelines.core.models.artifact import load_model_file, newest_artifact
 from ft_pipelines.core.models.config import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -203,16 +206,6 @@ def _build_from_file(architecture: str, weights: str | None, path: str | None, l
     return model, library, architecture, f"file:{path}"
 
 
-_BUILDERS: dict[str, Callable] = {  # weight source -> builder of (model, library, arch, weights)
-    "bundled": _build_bundled,
-    "torchvision": _build_torchvision,
-    "timm": _build_timm,
-    "file": _build_from_file,
-    "none": _build_random,
-}
-WEIGHT_SOURCES = tuple(_BUILDERS)
-
-
 def _preprocessing(model: nn.Module, library: str) -> tuple[tuple, tuple]:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if library == "timm" and "mean" in cfg:
@@ -220,7 +213,61 @@ def _preprocessing(model: nn.Module, library: str) -> tuple[tuple, tuple]:
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def create_backbone(
+def _with_config(build: Callable) -> Callable[..., nn.Module]:
+    """A weight builder (-> model, library, architecture, weights) as a source: the model with
+    its ``BackboneConfig`` (preprocessing, layout, classes) attached."""
+
+    def source(architecture: str, weights: str | None, path: str | None, library: str,
+               input_size: int, name: str) -> nn.Module:
+        model, library, architecture, weights = build(architecture, weights, path, library)
+        mean, std = _preprocessing(model, library)
+        layout = describe_layout(model)
+        num_classes = model.get_submodule(layout.classifier).out_features
+        config = BackboneConfig(name, library, architecture, weights, int(input_size), mean,
+                                std, num_classes, layout)
+        logger.info("Backbone %s/%s from %s (%s)", library, architecture, name, weights)
+        return attach_config(model, config)
+
+    return source
+
+
+def _load_artifact(architecture: str, weights: str | None, path: str | None, library: str,
+                   input_size: int, name: str) -> nn.Module:
+    """The model saved at ``path`` (a file, or the newest artifact in a folder), exactly as it
+    was saved (``architecture``/``input_size`` then come from the file)."""
+    if not path:
+        raise ValueError("backbone.source=artifact needs backbone.path (a model artifact file or "
+                         "folder saved by this project, e.g. data/06_models/finetuned_model"
+                         ".safetensors)")
+    return load_model_file(newest_artifact(path) if Path(path).is_dir() else path)
+
+
+@dataclass(frozen=True)
+class BackboneSource:
+    name: str
+    load: Callable[..., nn.Module]  # (architecture, weights, path, library, input_size, name)
+    needs_path: bool = False
+
+
+BACKBONE_SOURCES: dict[str, BackboneSource] = {}
+
+
+def register_backbone_source(source: BackboneSource) -> BackboneSource:
+    """Make ``source`` a value of ``backbone.source`` (and of a candidate's)."""
+    BACKBONE_SOURCES[source.name] = source
+    return source
+
+
+for _source in (BackboneSource("bundled", _with_config(_build_bundled)),
+                BackboneSource("torchvision", _with_config(_build_torchvision)),
+                BackboneSource("timm", _with_config(_build_timm)),
+                BackboneSource("file", _with_config(_build_from_file), needs_path=True),
+                BackboneSource("none", _with_config(_build_random)),
+                BackboneSource("artifact", _load_artifact, needs_path=True)):
+    register_backbone_source(_source)
+
+
+def load_backbone(
     source: str = "bundled",
     architecture: str = BUNDLED_ARCHITECTURE,
     weights: str | None = None,
@@ -228,21 +275,14 @@ def create_backbone(
     input_size: int = 96,
     library: str = "auto",
 ) -> nn.Module:
-    """Build a (pre)trained backbone with its ``backbone_cfg`` attached.
+    """The network a run starts from, with its ``backbone_cfg`` attached.
 
     ``source``: ``bundled`` (offline EfficientNet-Lite0 ImageNet weights, the default),
     ``torchvision`` / ``timm`` (downloads when the network allows), ``file`` (a state dict at
-    ``path``) or ``none`` (random initialisation, for training from scratch).
+    ``path``), ``none`` (random initialisation, for training from scratch) or ``artifact`` (a
+    model saved by this project at ``path``).
     """
-    if source not in _BUILDERS:
-        raise ValueError(f"backbone.source={source!r} is unknown; use one of {WEIGHT_SOURCES} "
-                         "(or 'artifact' through load_backbone)")
-    model, library, architecture, weights = _BUILDERS[source](architecture, weights, path, library)
-    mean, std = _preprocessing(model, library)
-    layout = describe_layout(model)
-    num_classes = model.get_submodule(layout.classifier).out_features
-    config = BackboneConfig(
-        source, library, architecture, weights, int(input_size), mean, std, num_classes, layout
-    )
-    logger.info("Backbone %s/%s from %s (%s)", library, architecture, source, weights)
-    return attach_config(model, config)
+    if source not in BACKBONE_SOURCES:
+        raise ValueError(f"backbone.source={source!r} is unknown; use one of "
+                         f"{tuple(BACKBONE_SOURCES)}")
+    return BACKBONE_SOURCES[source].load(architecture, weights, path, library, input_size, source)
