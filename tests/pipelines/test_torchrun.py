@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ft_pipelines.core.training import load_checkpoint
+from ft_pipelines.core.training.checkpoint import load_checkpoint
 from tests.conftest import CI_CHAIN, SLOW
 from tests.pipelines.conftest import kedro_cli, latest
 

@@ -15,12 +15,12 @@ from PIL import Image
 from ft_pipelines.core.data import (
     ImageRecord,
     build_images_table,
-    cached_decode,
     decode_images,
     decoding,
     load_records,
     validate_records,
 )
+from ft_pipelines.core.data.decoding import cached_decode
 
 # (mode, extension, Pillow format): every mode and every format, in combinations each keeps.
 VARIANTS = (

@@ -9,11 +9,11 @@ from ft_pipelines.core.data import (
     MappedImages,
     build_images_table,
     file_records,
-    image_folder_files,
     load_records,
     split_image_data,
 )
 from ft_pipelines.core.data import shards as shards_module
+from ft_pipelines.core.data.sources import image_folder_files
 
 
 @pytest.fixture()
@@ -50,7 +50,8 @@ def test_manifest_splits_match_the_embedded_ones(folder, tmp_path, monkeypatch):
 def test_evaluation_scores_shards_like_the_embedded_images(folder, tmp_path):
     """Manifest mode crashed in evaluation ('MappedImages' object has no attribute 'dtype'):
     every reader there must take shards as it takes a tensor, with the same numbers."""
-    from ft_pipelines.core.evaluation import grey_pixels, predict
+    from ft_pipelines.core.evaluation import predict
+    from ft_pipelines.core.evaluation.baselines import grey_pixels
 
     embedded, _, _ = build_images_table(load_records("image_folder", folder))
     manifest, _, _ = build_images_table(file_records(image_folder_files(folder)),

@@ -10,8 +10,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.evaluation import grey_pixels, linear_probe_model, pixel_baselines
-from ft_pipelines.core.evaluation.baselines import _folded_linear
+from ft_pipelines.core.evaluation import pixel_baselines
+from ft_pipelines.core.evaluation.baselines import _folded_linear, grey_pixels, linear_probe_model
 from ft_pipelines.core.utils import count_params
 
 

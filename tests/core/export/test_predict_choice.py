@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ft_pipelines.core.export import EXPORTED_MODELS as EXPORTED
+from ft_pipelines.core.export.report import EXPORTED_MODELS as EXPORTED
 from ft_pipelines.params import PredictParams
 from ft_pipelines.pipelines.predict.nodes import predict_images
 from tests.core.export.conftest import evaluation_row as row

@@ -3,13 +3,8 @@ import pytest
 import skimage.data
 import torch
 
-from ft_pipelines.core.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    feature_units,
-    forward_head,
-    load_backbone,
-)
+from ft_pipelines.core.models import feature_units, forward_head, load_backbone
+from ft_pipelines.core.models.config import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _imagenet_top3(model, image: np.ndarray) -> list[int]:

@@ -9,12 +9,12 @@ from ft_pipelines.core.models import (
     BackboneLayout,
     LayoutFamily,
     attach_config,
-    describe_layout,
     feature_units,
     forward_head,
     pooled_stages,
     register_layout,
 )
+from ft_pipelines.core.models.layouts import describe_layout
 
 
 class ToyNet(nn.Module):

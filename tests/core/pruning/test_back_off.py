@@ -11,9 +11,10 @@ import torch
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.evaluation.report import frontier_lines
 from ft_pipelines.core.models import replace_head
-from ft_pipelines.core.pruning import back_off, l1_scores, prune_and_finetune, validation_top1
+from ft_pipelines.core.pruning import l1_scores, prune_and_finetune
 from ft_pipelines.core.pruning import transtailor as transtailor_module
 from ft_pipelines.core.pruning.frontier import frontier_figure
+from ft_pipelines.core.pruning.transtailor import back_off, validation_top1
 from tests.core.pruning.test_pruning import table_for
 from tests.core.training.tiny import UNGUARDED_PRUNING
 

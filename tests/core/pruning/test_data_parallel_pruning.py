@@ -6,9 +6,10 @@ reported to the calling process (the cleanup hook's list)."""
 import numpy as np
 import torch
 
-from ft_pipelines.core.models import channel_counts
+from ft_pipelines.core.models.artifact import channel_counts
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
-from ft_pipelines.core.training import load_checkpoint, take_finished_checkpoints
+from ft_pipelines.core.training import take_finished_checkpoints
+from ft_pipelines.core.training.checkpoint import load_checkpoint
 from tests.conftest import MULTI_PROCESS
 from tests.core.training.tiny import UNGUARDED_PRUNING, tiny_data, tiny_model
 

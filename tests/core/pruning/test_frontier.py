@@ -214,7 +214,7 @@ def test_latency_target_with_a_fixed_ratio_is_refused_with_the_fix():
 def test_auto_search_in_two_processes_prunes_as_one_process():
     """Recovery and fine-tuning train data-parallel with distillation; only rank 0 times the
     exported steps, the others take its measurements: both runs take the same steps."""
-    from ft_pipelines.core.models import channel_counts
+    from ft_pipelines.core.models.artifact import channel_counts
     from ft_pipelines.core.pruning import score_channels
     from tests.core.training.tiny import UNGUARDED_PRUNING, tiny_data, tiny_model
 

@@ -11,15 +11,9 @@ import torch.nn.functional as F
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from ft_pipelines.core.pruning import (
-    ChannelGates,
-    channel_groups,
-    importance_table,
-    l1_scores,
-    random_scores,
-    taylor_scores,
-    train_gates,
-)
+from ft_pipelines.core.pruning import channel_groups, importance_table, l1_scores
+from ft_pipelines.core.pruning.baselines import random_scores
+from ft_pipelines.core.pruning.gates import ChannelGates, taylor_scores, train_gates
 
 TABLE_COLUMNS = [
     "layer",

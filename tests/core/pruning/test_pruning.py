@@ -8,17 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ft_pipelines.core.models import channel_counts
+from ft_pipelines.core.models.artifact import channel_counts
 from ft_pipelines.core.pruning import (
-    ChannelGates,
     channel_groups,
     importance_table,
     l1_scores,
     prunable_bn_layers,
     prune_by_importance,
-    random_scores,
-    taylor_scores,
 )
+from ft_pipelines.core.pruning.baselines import random_scores
+from ft_pipelines.core.pruning.gates import ChannelGates, taylor_scores
 from ft_pipelines.core.utils import count_macs_params
 from tests.core.pruning.test_importance import TinyResNet, make_batches, randomize_bn
 
@@ -205,7 +204,7 @@ def test_round_to_keeps_multiples_and_the_macs_target_on_lite0() -> None:
 
 
 def test_floors_round_up_and_never_exceed_the_layer() -> None:
-    from ft_pipelines.core.pruning import channel_floors
+    from ft_pipelines.core.pruning.structural import channel_floors
 
     model = TinyResNet(n_classes=3).eval()
     x = torch.randn(1, 3, 16, 16)

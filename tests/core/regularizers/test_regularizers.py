@@ -8,20 +8,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ft_pipelines.core.regularizers import (
-    BSS,
-    DELTA,
     L2SP,
     REGULARIZERS,
     CompositeRegularizer,
-    L2Penalty,
     Regularizer,
     attention_from_frame,
     build_regularizer,
-    delta_channel_attention,
     regularizer_keys,
+)
+from ft_pipelines.core.regularizers.attention import (
+    delta_channel_attention,
     stage_features,
     train_linear_probe,
 )
+from ft_pipelines.core.regularizers.bss import BSS
+from ft_pipelines.core.regularizers.delta import DELTA
+from ft_pipelines.core.regularizers.l2 import L2Penalty
 
 
 class TinyNet(nn.Module):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ft_pipelines.core.data import ImageData, build_images_table, decode_images, load_records
-from ft_pipelines.core.similarity import resize_images, similarity_report
+from ft_pipelines.core.similarity import similarity_report
+from ft_pipelines.core.similarity.resolution import resize_images
 from ft_pipelines.core.strategy.decision_matrix import classify_similarity
 
 # its module-scoped fixture is built once: all its tests in one xdist worker

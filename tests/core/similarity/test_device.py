@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ft_pipelines.core.data import ImageData
-from ft_pipelines.core.evaluation import linear_probe_model
+from ft_pipelines.core.evaluation.baselines import linear_probe_model
 from ft_pipelines.core.similarity import extract_features, score_backbone, similarity_report
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")

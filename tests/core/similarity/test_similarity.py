@@ -9,23 +9,21 @@ import pytest
 import torch
 from torch import nn
 
-from ft_pipelines.core.similarity import (
+from ft_pipelines.core.similarity.bn_statistics import (
     BNStatsRecorder,
     aggregate_divergence,
     bn_divergence,
+    symmetric_kl_diag_gaussian,
+)
+from ft_pipelines.core.similarity.domain import (
     earth_movers_distance,
     emd_domain_distance,
     emd_domain_similarity,
     frechet_distance,
-    h_score,
-    leep,
-    logme,
-    logme_fit,
     mmd_rbf,
-    nce,
     proxy_a_distance,
-    symmetric_kl_diag_gaussian,
 )
+from ft_pipelines.core.similarity.transferability import h_score, leep, logme, logme_fit, nce
 
 # --------------------------------------------------------------------------------------
 # symmetric KL

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ft_pipelines.core.strategy import explain_pilot, pilot_candidates
-from ft_pipelines.core.strategy.pilot import _rank_key
+from ft_pipelines.core.strategy import pilot_candidates
+from ft_pipelines.core.strategy.pilot import _rank_key, explain_pilot
 
 
 def plan(recommended: str, per_class: int) -> dict:

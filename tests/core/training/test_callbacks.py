@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ft_pipelines.core.training import BestModel, Callback, EarlyStopping, TrainConfig, Trainer
+from ft_pipelines.core.training import Callback, TrainConfig, Trainer
+from ft_pipelines.core.training.callbacks import BestModel, EarlyStopping
 from tests.core.training.tiny import run, tiny_data, tiny_model
 
 

@@ -14,10 +14,13 @@ from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
     default_callbacks,
-    load_checkpoint,
     take_finished_checkpoints,
 )
-from ft_pipelines.core.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FORMAT
+from ft_pipelines.core.training.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+)
 from tests.core.training.tiny import Crash, run, tiny_data, tiny_model
 
 # its module-scoped fixture is built once: all its tests in one xdist worker

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from ft_pipelines.core.models import channel_counts
+from ft_pipelines.core.models.artifact import channel_counts
 from ft_pipelines.core.pruning import prune_and_finetune, score_channels
-from ft_pipelines.core.training import TrainConfig, load_checkpoint
+from ft_pipelines.core.training import TrainConfig
+from ft_pipelines.core.training.checkpoint import load_checkpoint
 from ft_pipelines.core.utils import count_params
 from tests.core.training.tiny import UNGUARDED_PRUNING, run, tiny_data, tiny_model
 

@@ -9,27 +9,25 @@ import torch
 
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.models import freeze_all_but
-from ft_pipelines.core.training import (
-    IMBALANCE_RATIO,
-    BestModel,
-    Callback,
-    ModelEma,
-    TrainConfig,
-    Trainer,
-    balanced_order,
+from ft_pipelines.core.training import Callback, TrainConfig, Trainer, default_callbacks
+from ft_pipelines.core.training.augment import (
     build_augmentation,
-    build_optimizer,
-    class_weights,
     cutmix_batch,
-    default_callbacks,
-    lr_find_figure,
-    lr_range_test,
     mixup_batch,
-    resolve_class_balance,
+    one_hot_targets,
     summed_loss,
-    train_config,
 )
-from ft_pipelines.core.training.augment import one_hot_targets
+from ft_pipelines.core.training.balance import (
+    IMBALANCE_RATIO,
+    balanced_order,
+    class_weights,
+    resolve_class_balance,
+)
+from ft_pipelines.core.training.callbacks import BestModel
+from ft_pipelines.core.training.ema import ModelEma
+from ft_pipelines.core.training.finetune import train_config
+from ft_pipelines.core.training.lr_find import lr_find_figure, lr_range_test
+from ft_pipelines.core.training.optim import build_optimizer
 from ft_pipelines.core.utils import head_parameter_names
 from ft_pipelines.params import FinetuneParams
 from tests.core.training.tiny import Crash, run, tiny_data, tiny_model

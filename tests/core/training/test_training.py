@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from ft_pipelines.core.regularizers import Regularizer
-from ft_pipelines.core.training import (
-    TrainConfig,
-    Trainer,
-    default_callbacks,
-    frozen_prefix_length,
-    load_checkpoint,
-    lr_factor,
-)
+from ft_pipelines.core.training import TrainConfig, Trainer, default_callbacks, frozen_prefix_length
+from ft_pipelines.core.training.checkpoint import load_checkpoint
+from ft_pipelines.core.training.optim import lr_factor
 from tests.core.training.tiny import Crash, run, tiny_data, tiny_model
 
 

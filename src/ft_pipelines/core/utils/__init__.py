@@ -5,36 +5,28 @@ launched process, the device and precision loops run in."""
 from ft_pipelines.core.utils.atomic import atomic_write
 from ft_pipelines.core.utils.classifier import classifier_name, head_parameter_names, last_linear
 from ft_pipelines.core.utils.counting import count_macs_params, count_params, model_size_bytes
-from ft_pipelines.core.utils.fingerprint import (
-    RUN_ONLY_KEYS,
-    code_fingerprint,
-    content_fingerprint,
-    environment_fingerprint,
-    package_version,
-    run_fingerprint,
+from ft_pipelines.core.utils.fingerprint import content_fingerprint, run_fingerprint
+from ft_pipelines.core.utils.launch import (
+    launched_rank,
+    launched_world_size,
+    leave_objects_to_exit,
 )
-from ft_pipelines.core.utils.launch import launched_rank, launched_world_size, leave_objects_to_exit
-from ft_pipelines.core.utils.modes import model_device, on_device, preserved_modes
+from ft_pipelines.core.utils.modes import on_device, preserved_modes
 from ft_pipelines.core.utils.normalise import normalise
 from ft_pipelines.core.utils.runtime import Runtime, resolve_device, resolve_runtime
 
 __all__ = [
-    "RUN_ONLY_KEYS",
     "Runtime",
     "atomic_write",
     "classifier_name",
-    "code_fingerprint",
     "content_fingerprint",
     "count_macs_params",
     "count_params",
-    "environment_fingerprint",
-    "package_version",
     "head_parameter_names",
     "last_linear",
     "launched_rank",
     "launched_world_size",
     "leave_objects_to_exit",
-    "model_device",
     "model_size_bytes",
     "normalise",
     "on_device",
