@@ -15,8 +15,8 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from ft_pipelines.core import evaluation as metrics
 from ft_pipelines.core import utils
+from ft_pipelines.core.evaluation import cost, metrics
 
 
 def _random_probs(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,10 +133,10 @@ def test_model_size_handles_tied_weights() -> None:
 def test_latency_and_throughput_positive() -> None:
     model = _tiny_net()
     model.train()
-    timing = metrics.measure_latency(model, (3, 32, 32), warmup=1, runs=5)
+    timing = cost.measure_latency(model, (3, 32, 32), warmup=1, runs=5)
     assert set(timing) == {"median_ms", "p90_ms", "mean_ms"}
     assert timing["median_ms"] > 0 and timing["p90_ms"] >= timing["median_ms"] * 0.999
-    assert metrics.measure_throughput(model, (3, 32, 32), batch_size=8, warmup=1, runs=2) > 0
+    assert cost.measure_throughput(model, (3, 32, 32), batch_size=8, warmup=1, runs=2) > 0
     assert model.training
 
 

@@ -23,6 +23,7 @@ from torch.nn import functional as F  # noqa: N812 (the usual name)
 
 from ft_pipelines.core.regularizers import Regularizer
 from ft_pipelines.core.regularizers.common import check_batch
+from ft_pipelines.core.training.settings import TrainConfig
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: float,
@@ -85,10 +86,9 @@ class Distillation(Regularizer):
                 - F.cross_entropy(student, labels))
 
 
-def check_plain_loss(config: Any) -> None:
+def check_plain_loss(config: TrainConfig) -> None:
     """The penalty cancels part of the Trainer's cross-entropy: only the plain loss qualifies."""
-    if (getattr(config, "label_smoothing", 0.0) or getattr(config, "augment", None)
-            or getattr(config, "class_balance", "none") != "none"):
+    if config.label_smoothing or config.augment.on or config.class_balance != "none":
         raise ValueError("pruning.distill needs the plain cross-entropy (no label smoothing, "
                          "augmentation or class balance) in the pruning stage's training; "
                          "set pruning.distill: null to train without it.")

@@ -182,7 +182,7 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
         if step + 1 < params.steps and params.recovery_epochs > 0:
             config = _train_config(runtime, epochs=params.recovery_epochs,
                                    lr_pretrained=params.lr, lr_new=params.lr,
-                                   seed=seed + 100 + step, progress=False)
+                                   seed=seed + 100 + step, warmup_epochs=0.0, progress=False)
             _train(pruned, splits, config,
                    _with_distillation(None, teacher, config, splits, params))
             pruned.cpu()

@@ -1,6 +1,9 @@
 """Regularizers for fine-tuning from a pretrained network (L2, L2-SP, DELTA, BSS), their common
 protocol, their composition from ``finetune.regularizer``, and DELTA's channel attention."""
 
+# the built-in regularisers register themselves on import
+import ft_pipelines.core.regularizers.delta
+import ft_pipelines.core.regularizers.l2  # noqa: F401
 from ft_pipelines.core.regularizers.attention import (
     ATTENTION_COLUMNS,
     attention_from_frame,

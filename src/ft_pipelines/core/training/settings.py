@@ -48,6 +48,13 @@ class Augment(Schema):
     mixup: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha); 0: off
     cutmix: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha); 0: off (both: 50/50 per batch)
 
+    @property
+    def on(self) -> bool:
+        """Whether any augmentation is on (policy none, probabilities and alphas 0 are off)."""
+        return (self.random_resized_crop is not None or self.horizontal_flip
+                or self.policy != "none" or self.random_erasing > 0 or self.mixup > 0
+                or self.cutmix > 0)
+
 
 class EMASettings(Schema):
     """Exponential moving average of weights and buffers (timm's ModelEmaV2)."""
