@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ft_pipelines.core.utils.registry import Registry
 from ft_pipelines.core.utils.schema import (
     Count,
     Fraction,
@@ -35,22 +36,9 @@ class DataSource:
     description: str = ""
 
 
-DATA_SOURCES: dict[str, DataSource] = {}
-
-
-def register_data_source(source: DataSource) -> DataSource:
-    """Make ``source`` a value of ``ingestion.source``."""
-    if source.name in DATA_SOURCES and DATA_SOURCES[source.name] != source:
-        raise ValueError(f"data source {source.name!r} is already registered")
-    DATA_SOURCES[source.name] = source
-    return source
-
-
-def data_source(name: str) -> DataSource:
-    if name not in DATA_SOURCES:
-        raise ValueError(f"Unknown ingestion.source {name!r}; valid values: "
-                         f"{', '.join(DATA_SOURCES)}.")
-    return DATA_SOURCES[name]
+DATA_SOURCES: Registry[DataSource] = Registry("ingestion.source")
+register_data_source = DATA_SOURCES.register  # make a source a value of ingestion.source
+data_source = DATA_SOURCES.entry
 
 
 class Splits(Schema):

@@ -34,6 +34,7 @@ from ft_pipelines.core.models.config import (
 )
 from ft_pipelines.core.models.layouts import describe_layout
 from ft_pipelines.core.models.state_dict import load_state_dict_file
+from ft_pipelines.core.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -249,13 +250,8 @@ class BackboneSource:
     needs_path: bool = False
 
 
-BACKBONE_SOURCES: dict[str, BackboneSource] = {}
-
-
-def register_backbone_source(source: BackboneSource) -> BackboneSource:
-    """Make ``source`` a value of ``backbone.source`` (and of a candidate's)."""
-    BACKBONE_SOURCES[source.name] = source
-    return source
+BACKBONE_SOURCES: Registry[BackboneSource] = Registry("backbone.source")
+register_backbone_source = BACKBONE_SOURCES.register  # a value of backbone.source
 
 
 for _source in (BackboneSource("bundled", _with_config(_build_bundled)),
@@ -282,7 +278,5 @@ def load_backbone(
     ``path``), ``none`` (random initialisation, for training from scratch) or ``artifact`` (a
     model saved by this project at ``path``).
     """
-    if source not in BACKBONE_SOURCES:
-        raise ValueError(f"backbone.source={source!r} is unknown; use one of "
-                         f"{tuple(BACKBONE_SOURCES)}")
-    return BACKBONE_SOURCES[source].load(architecture, weights, path, library, input_size, source)
+    return BACKBONE_SOURCES.entry(source).load(architecture, weights, path, library, input_size,
+                                               source)

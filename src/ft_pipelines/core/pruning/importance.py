@@ -20,6 +20,7 @@ from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance_table import channel_groups, importance_table
 from ft_pipelines.core.training import run_data_parallel, world
 from ft_pipelines.core.utils import classifier_name, normalise, resolve_device
+from ft_pipelines.core.utils.registry import Registry
 from ft_pipelines.core.utils.runtime import RuntimeParams
 from ft_pipelines.core.utils.schema import Count, LearningRate, Schema, Seed
 
@@ -49,21 +50,9 @@ class ImportanceMethod:
     description: str = ""
 
 
-IMPORTANCE_METHODS: dict[str, ImportanceMethod] = {}
-
-
-def register_importance(method: ImportanceMethod) -> ImportanceMethod:
-    """Make ``method`` a value of ``pruning.importance`` (a name is registered once)."""
-    if method.name in IMPORTANCE_METHODS and IMPORTANCE_METHODS[method.name] != method:
-        raise ValueError(f"importance method {method.name!r} is already registered")
-    IMPORTANCE_METHODS[method.name] = method
-    return method
-
-
-def importance_method(name: str) -> ImportanceMethod:
-    if name not in IMPORTANCE_METHODS:
-        raise ValueError(f"pruning.importance={name!r}: use one of {sorted(IMPORTANCE_METHODS)}")
-    return IMPORTANCE_METHODS[name]
+IMPORTANCE_METHODS: Registry[ImportanceMethod] = Registry("pruning.importance")
+register_importance = IMPORTANCE_METHODS.register  # make a method a value of pruning.importance
+importance_method = IMPORTANCE_METHODS.entry
 
 
 def normalised_batches(model: nn.Module, data: ImageData, batch_size: int

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, ValidationError, field_validator, model_validat
 from torch import Tensor, nn
 
 from ft_pipelines.core.regularizers.protocol import PARAMS_PATH, Regularizer
+from ft_pipelines.core.utils.registry import Registry
 from ft_pipelines.core.utils.schema import Schema, check_registered, invalid, override
 
 #: builder(model being trained, anchor / reference model or None, validated settings,
@@ -34,22 +35,9 @@ class RegularizerEntry:
     description: str = ""
 
 
-REGULARIZERS: dict[str, RegularizerEntry] = {}
-
-
-def register_regularizer(entry: RegularizerEntry) -> RegularizerEntry:
-    """Make ``entry`` a value of ``finetune.regularizer.name`` (and of the plan's)."""
-    if entry.name in REGULARIZERS and REGULARIZERS[entry.name] != entry:
-        raise ValueError(f"regulariser {entry.name!r} is already registered")
-    REGULARIZERS[entry.name] = entry
-    return entry
-
-
-def regularizer_entry(name: str) -> RegularizerEntry:
-    if name not in REGULARIZERS:
-        raise ValueError(f"Unknown regularizer {name!r} in {PARAMS_PATH}.name; "
-                         f"valid: {', '.join(REGULARIZERS)}.")
-    return REGULARIZERS[name]
+REGULARIZERS: Registry[RegularizerEntry] = Registry("finetune.regularizer.name")
+register_regularizer = REGULARIZERS.register  # make an entry a value of the regulariser's name
+regularizer_entry = REGULARIZERS.entry
 
 
 def regularizer_keys(name: str) -> frozenset[str]:
