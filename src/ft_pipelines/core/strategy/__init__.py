@@ -13,10 +13,22 @@ from ft_pipelines.core.strategy.pilot import (
     explain_pilot,
     pilot_candidates,
     plan_after_pilot,
+    resolve_mode,
     run_pilot,
+)
+from ft_pipelines.core.strategy.recipe import (
+    apply_recipe,
+    choose_recipe,
+    class_ratio,
+    recipe_summary,
 )
 
 __all__ = [
+    "apply_recipe",
+    "choose_recipe",
+    "class_ratio",
+    "recipe_summary",
+    "resolve_mode",
     "DECISION_MATRIX",
     "STRATEGIES",
     "candidate_plans",

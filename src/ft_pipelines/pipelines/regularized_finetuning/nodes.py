@@ -17,6 +17,7 @@ from ft_pipelines.core.regularizers import (
     check_delta_can_train,
     delta_attention,
 )
+from ft_pipelines.core.strategy import apply_recipe
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import resolve_runtime, run_fingerprint
 from ft_pipelines.params import FinetuneParams, RuntimeParams
@@ -48,11 +49,12 @@ def _delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune: 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
              delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
              runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
-    """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
+    """Train the surgered model with the plan's regulariser and recipe (``plan["recipe"]``,
+    where the user's finetune.* values already won); resumes an interrupted run."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
-    settings = finetune.model_dump()
+    settings = apply_recipe(finetune.model_dump(), finetune_plan.get("recipe"))
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(surgered_model, decode_cache_key(images, size), finetune_plan,
