@@ -120,7 +120,8 @@ def recipe_summary(recipe: dict[str, Any]) -> str:
 
 
 def _is_on(value: Any) -> bool:
-    return value is not None and value is not False and value != 0 and value != "none"
+    # a tuple, not a set: the EMA's value is a dict (unhashable)
+    return not (value is None or value is False or value in (0, "none"))
 
 
 def apply_recipe(settings: dict[str, Any], recipe: dict[str, Any] | None) -> dict[str, Any]:
