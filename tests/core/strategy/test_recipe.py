@@ -100,3 +100,22 @@ def test_auto_mode_runs_the_pilot_on_small_training_splits(images, expected):
 
 def test_auto_is_the_default_mode():
     assert StrategyParams().mode == "auto"
+
+
+def test_lr_find_curve_reaches_the_plot_and_an_off_test_says_why():
+    from ft_pipelines.core.strategy import lr_find_plot
+    from ft_pipelines.core.training import finetune_model
+    from tests.core.training.tiny import tiny_data, tiny_model
+
+    plan = {"epochs": 1, "learning_rates": {"pretrained": 0.01, "new": 0.1},
+            "regularizer": {"name": "none"}}
+    splits = {"train": tiny_data(), "val": tiny_data(24, seed=1)}
+    _, history = finetune_model(tiny_model(), splits, plan,
+                                {"batch_size": 16, "progress": False, "lr_find": True})
+    finding = history.attrs["lr_finding"]
+    assert finding["lr_min"] / 10 == pytest.approx(history["lr_found"].iloc[0])
+    figure = lr_find_plot(finding, {"value": True})
+    assert len(figure.axes[0].lines[0].get_xdata()) == len(finding["lrs"])
+    entry = {"value": False, "reason": "lr_find off: not for head_only"}
+    off = lr_find_plot(None, entry)
+    assert "not for head_only" in off.axes[0].texts[0].get_text()

@@ -20,6 +20,7 @@ from ft_pipelines.core.strategy.recipe import (
     apply_recipe,
     choose_recipe,
     class_ratio,
+    lr_find_plot,
     recipe_summary,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "apply_recipe",
     "choose_recipe",
     "class_ratio",
+    "lr_find_plot",
     "recipe_summary",
     "resolve_mode",
     "DECISION_MATRIX",

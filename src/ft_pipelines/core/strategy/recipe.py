@@ -9,7 +9,12 @@ study (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ft_pipelines.core.training import LRFinding, lr_find_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: ingredient -> its key path under ``finetune``
 INGREDIENTS: dict[str, tuple[str, ...]] = {
@@ -134,3 +139,22 @@ def apply_recipe(settings: dict[str, Any], recipe: dict[str, Any] | None) -> dic
             target = target.setdefault(key, {})
         target[path[-1]] = copy.deepcopy(entry["value"])
     return settings
+
+
+def lr_find_plot(finding: dict[str, Any] | None, entry: dict[str, Any] | None) -> Figure:
+    """The LR range test's curve (``finding``: ``LRFinding`` as a dict); when it did not run,
+    a figure that says why (the recipe's ``lr_find`` entry), so the versioned plot is never a
+    stale one from an earlier run."""
+    if finding:
+        return lr_find_figure(LRFinding(**finding))
+    from matplotlib.figure import Figure  # only when a figure is asked for
+
+    figure = Figure(figsize=(5, 3.5))
+    axes = figure.subplots()
+    axes.axis("off")
+    why = (entry or {}).get("reason") or "finetune.lr_find is false"
+    if (entry or {}).get("value"):
+        why = "resumed from a checkpoint: the rates come from it"
+    axes.text(0.5, 0.5, "The LR range test did not run:\n" + why, ha="center", va="center",
+              wrap=True, transform=axes.transAxes)
+    return figure

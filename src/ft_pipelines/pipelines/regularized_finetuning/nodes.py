@@ -17,7 +17,7 @@ from ft_pipelines.core.regularizers import (
     check_delta_can_train,
     delta_attention,
 )
-from ft_pipelines.core.strategy import apply_recipe
+from ft_pipelines.core.strategy import apply_recipe, lr_find_plot
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import resolve_runtime, run_fingerprint
 from ft_pipelines.params import FinetuneParams, RuntimeParams
@@ -48,9 +48,10 @@ def _delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune: 
 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
              delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
-             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
+             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure, Figure]:
     """Train the surgered model with the plan's regulariser and recipe (``plan["recipe"]``,
-    where the user's finetune.* values already won); resumes an interrupted run."""
+    where the user's finetune.* values already won); resumes an interrupted run. Outputs the
+    model, its history, the learning curves and the LR range test's curve."""
     check_model_fits_data(surgered_model, images, model_name="surgered_model")
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
@@ -62,4 +63,6 @@ def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dic
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
     model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
                                     delta_attention, checkpoint_dir, runtime.model_dump())
-    return record_training_data(model, images), history, learning_curves(history)
+    lr_plot = lr_find_plot(history.attrs.get("lr_finding"),
+                           (finetune_plan.get("recipe") or {}).get("lr_find"))
+    return record_training_data(model, images), history, learning_curves(history), lr_plot
