@@ -183,7 +183,8 @@ def run_variant(ctx: base.DatasetContext, variant: str, strategy_name: str, seed
                            strategy.model_copy(update={"override": strategy_name,
                                                        "mode": "matrix"}), finetune)
     if variant == "layer_decay" and strategy_name == "head_only":
-        return {"status": "skipped", "reason": "head_only trains no backbone block"}
+        return {"strategy": strategy_name, "status": "skipped",
+                "reason": "head_only trains no backbone block"}
     settings = variant_settings(variant, plan, seed)
     model, history = finetune_model(surgered(ctx, plan, seed), ctx.splits, plan, settings)
     recipe = recipe_summary(plan["recipe"]) if variant == DEFAULT else variant
@@ -257,6 +258,62 @@ def run_cell(out: Path, common: dict[str, Any], variant: str, body, *args: Any
     return row
 
 
+# ---------------------------------------------------------------------------- tables
+def _mean_std(values) -> str:
+    values = [100 * float(v) for v in values]
+    if not values:
+        return ""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 \
+        else 0.0
+    return f"{mean:.1f} ± {std:.1f} ({len(values)})"
+
+
+def tables(path: Path) -> str:
+    """Markdown: per dataset, one row per variant (mean ± std over seeds, n), the change in
+    macro-F1 against ``off`` on the same seeds, and the classical baselines."""
+    rows = list(done_rows(path).values())
+    baselines = path.with_name(path.stem + "_baselines.csv")
+    base_rows = list(csv.DictReader(baselines.open())) if baselines.exists() else []
+    lines = []
+    for dataset in DATASETS:
+        mine = [r for r in rows if r["dataset"] == dataset]
+        if not mine:
+            continue
+        first = mine[0]
+        lines += ["", f"### {dataset} ({first['train_images']} training images, "
+                      f"{first['test_images']} test, largest/smallest class "
+                      f"{first['class_ratio']})", "",
+                  "| variant | strategy | test top-1 % | test macro-F1 % | balanced acc. % | "
+                  "macro-F1 vs off (points, same seeds) | seconds |",
+                  "|---|---|---|---|---|---|---|"]
+        off = {r["seed"]: r for r in mine if r["variant"] == "off" and r["status"] == "done"}
+        for variant in [CHAIN, "off", DEFAULT, *list(VARIANTS)[1:]]:
+            cells = [r for r in mine if r["variant"] == variant]
+            done = [r for r in cells if r["status"] == "done"]
+            if not cells:
+                continue
+            if not done:
+                lines.append(f"| {variant} | {cells[0]['strategy']} | not run: "
+                             f"{cells[0]['reason']} | | | | |")
+                continue
+            paired = [float(r["test_macro_f1"]) - float(off[r["seed"]]["test_macro_f1"])
+                      for r in done if r["seed"] in off]
+            delta = (f"{100 * sum(paired) / len(paired):+.1f} ({len(paired)})" if paired
+                     else "")
+            strategies = "/".join(sorted({r["strategy"] for r in done}))
+            seconds = sum(float(r["wall_s"]) for r in done) / len(done)
+            lines.append(f"| {variant} | {strategies} | "
+                         f"{_mean_std(r['test_top1'] for r in done)} | "
+                         f"{_mean_std(r['test_macro_f1'] for r in done)} | "
+                         f"{_mean_std(r['test_balanced_accuracy'] for r in done)} | {delta} | "
+                         f"{seconds:.0f} |")
+        for b in (b for b in base_rows if b["dataset"] == dataset):
+            lines.append(f"| classical: {b['baseline']} | | {100 * float(b['test_top1']):.1f} | "
+                         f"{100 * float(b['test_macro_f1']):.1f} | | | |")
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -267,6 +324,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=str(base.ROOT / "benchmarks" / "results" /
                                              "study_recipe.csv"))
+    parser.add_argument("--tables", action="store_true",
+                        help="print the Markdown tables of --out, train nothing")
     return parser.parse_args(argv)
 
 
@@ -274,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("ft_pipelines").setLevel(logging.WARNING)
+    if args.tables:
+        logger.info("tables of %s:\n%s", args.out, tables(Path(args.out)))
+        return
     torch.set_num_threads(args.threads)
     run(args)
 
