@@ -40,7 +40,8 @@ def test_pilot_trials_pick_the_best_and_finetuning_continues_from_it(project):
 
 def test_matrix_mode_has_no_trials(project):
     run_pipelines(project, ["data_ingestion", "pretrained_backbone", "similarity_analysis",
-                            "strategy_selection"], **{"ingestion.max_per_class": 10})
+                            "strategy_selection"], **{"ingestion.max_per_class": 10,
+                                                      "strategy.mode": "matrix"})
     plan = json.loads(latest(project, "05_model_input/finetune_plan.json").read_text())
     assert plan["mode"] == "matrix" and plan["start_from"] == "pretrained"
     assert "trials" not in plan and plan["strategy"] == plan["recommended"]

@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from ft_pipelines.core.regularizers import PlannedRegularizer
 from ft_pipelines.core.utils.schema import (
     Count,
+    Fraction,
     LearningRate,
     NonNegativeInt,
     Schema,
@@ -106,9 +107,73 @@ class PilotSettings(Schema):
         return self
 
 
+class AutoMode(Schema):
+    """strategy.mode=auto: the pilot where it is cheap and the matrix errs most, else the matrix.
+
+    The pilot's trials cost about half the training they check; measured on this project's
+    2-core machine (docs/strategy.md, "strategy.mode: auto"): 10-30 s on LFW (12-140 training
+    images), 45 s on digits with 60, 150 s on full digits (1,257) -- above the default demo's
+    margin to 3 minutes. 600 training images keeps the pilot under about 90 s."""
+
+    pilot_max_train_images: Count = 600  # pilot at or below this many training images
+
+
+ALL_STRATEGIES: list[StrategyName] = ["head_only", "partial_finetune", "full_finetune",
+                                      "from_scratch"]
+
+
+class RecipeRule(Schema):
+    """When the plan turns an ingredient on: the smallest class has at least ``min_per_class``
+    training images (null: the plan never turns it on) and the strategy is one of
+    ``strategies``."""
+
+    min_per_class: NonNegativeInt | None = None
+    strategies: list[StrategyName] = Field(default_factory=lambda: list(ALL_STRATEGIES))
+
+
+class MixRule(RecipeRule):
+    alpha: float = Field(default=0.2, gt=0)  # Beta(alpha, alpha)
+
+
+class PolicyRule(RecipeRule):
+    policy: Literal["trivial", "randaugment", "autoaugment"] = "trivial"
+
+
+class ErasingRule(RecipeRule):
+    probability: Fraction = 0.25
+
+
+class EMARule(RecipeRule):
+    decay: float = Field(default=0.998, gt=0, lt=1)
+    warmup: bool = True
+
+
+class LayerDecayRule(RecipeRule):
+    factor: float = Field(default=0.7, gt=0, lt=1)
+
+
+class RecipeDefaults(Schema):
+    """The training recipe the plan chooses (``plan["recipe"]``, docs/strategy.md). A
+    ``finetune.*`` value other than its default is the user's and wins over the plan."""
+
+    enabled: bool = True  # false: only finetune.* decides (every ingredient as set there)
+    class_balance: Literal["auto", "none", "weights", "sampler"] = "auto"
+    imbalance_ratio: float = Field(default=3.0, ge=1)  # auto: weights above this largest/smallest
+    mixup: MixRule = Field(default_factory=lambda: MixRule(min_per_class=500, alpha=0.2))
+    cutmix: MixRule = Field(default_factory=lambda: MixRule(alpha=1.0))
+    policy: PolicyRule = Field(default_factory=PolicyRule)
+    random_erasing: ErasingRule = Field(default_factory=ErasingRule)
+    ema: EMARule = Field(default_factory=EMARule)
+    layer_decay: LayerDecayRule = Field(default_factory=lambda: LayerDecayRule(
+        strategies=["partial_finetune", "full_finetune"]))
+    lr_find: RecipeRule = Field(default_factory=lambda: RecipeRule(strategies=["from_scratch"]))
+
+
 class StrategyParams(Schema):
-    mode: Literal["matrix", "pilot"] = "matrix"
+    mode: Literal["auto", "matrix", "pilot"] = "auto"
+    auto: AutoMode = Field(default_factory=AutoMode)
     pilot: PilotSettings = Field(default_factory=PilotSettings)
+    recipe: RecipeDefaults = Field(default_factory=RecipeDefaults)
     override: Literal["auto", StrategyName] = "auto"
     size: SizeThresholds = Field(default_factory=SizeThresholds)
     similarity: SimilarityThreshold = Field(default_factory=SimilarityThreshold)

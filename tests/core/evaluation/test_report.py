@@ -95,3 +95,51 @@ def test_rejected_pruning_flags_the_pruned_rows_only_when_rejected() -> None:
     assert rows["pruned"]["recommended"] is False
     assert "80.00 validation top-1 points" in rows["pruned"]["not_recommended_reason"]
     assert ship_recommendation(rows)["model"] == "finetuned"
+
+
+IMBALANCED_PLAN = {"strategy": "head_only", "decided_by": "pilot", "reasons": ["small"],
+                   "regularizer": "l2", "trainable_blocks": 0, "epochs": 5,
+                   "recipe": {"class_balance": {"value": "weights", "source": "plan",
+                                                "reason": "class_balance auto -> weights",
+                                                "ratio": 10.0, "imbalanced": True,
+                                                "threshold": 3.0},
+                              "lr_find": {"value": True, "source": "user", "reason": "set"}}}
+PROFILE = {"source": "folder", "num_images": 400, "num_classes": 2}
+
+
+def per_class(recall_a: float, recall_b: float) -> dict:
+    return {"a": {"recall": recall_a, "support": 90}, "b": {"recall": recall_b, "support": 10}}
+
+
+def imbalanced_rows() -> dict:
+    # finetuned: best top-1 by ignoring the small class; pruned: lower top-1, better macro-F1
+    return {"finetuned": row(0.92, 100, 10.0, macro_f1=0.55, balanced_accuracy=0.56,
+                             per_class=per_class(1.0, 0.1)),
+            "pruned": row(0.90, 50, 12.0, macro_f1=0.80, balanced_accuracy=0.85,
+                          per_class=per_class(0.9, 0.8)),
+            "finetuned_onnx": {"top1": 0.91, "n_samples": 100}}  # no macro-F1 measured
+
+
+def test_ship_decision_uses_macro_f1_when_the_training_data_is_imbalanced() -> None:
+    rows = imbalanced_rows()
+    assert ship_recommendation(rows)["model"] == "finetuned"  # top-1: the small class ignored
+    ship = ship_recommendation(rows, "macro_f1")
+    assert ship["model"] == "pruned" and ship["best_model"] == "pruned"
+    assert ship["excluded"] == {"finetuned_onnx": "no test macro-F1 measured"}
+    report = render_report(IMBALANCED_PLAN, rows, {}, PROFILE)
+    ship_section = report.split("## Which model to ship")[1]
+    assert "**`pruned`**" in ship_section and "Decided on test macro-F1" in ship_section
+    assert "largest/smallest class 10.00 > 3" in ship_section
+
+
+def test_imbalance_section_only_when_the_plan_says_imbalanced() -> None:
+    report = render_report(IMBALANCED_PLAN, imbalanced_rows(), {}, PROFILE)
+    section = report.split("## Class imbalance")[1].split("##")[0]
+    assert "| finetuned | 92.00% | 56.00% | 55.00% |" in section
+    assert "| b | 10 | 10.00% | 80.00% |" in section  # per-class recall: finetuned, shipped
+    assert "lr_find_plot" in report  # the LR range test's curve is referenced
+    balanced = {**IMBALANCED_PLAN, "recipe": {"class_balance": {
+        **IMBALANCED_PLAN["recipe"]["class_balance"], "imbalanced": False}}}
+    report = render_report(balanced, imbalanced_rows(), {}, PROFILE)
+    assert "## Class imbalance" not in report and "lr_find_plot" not in report
+    assert "**`finetuned`**" in report.split("## Which model to ship")[1]

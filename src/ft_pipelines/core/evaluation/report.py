@@ -154,30 +154,48 @@ def _speed_metric(rows: dict[str, Any]) -> tuple[str, str]:
     return column, "latency at batch 1"
 
 
-def ship_recommendation(results: dict[str, Any]) -> dict[str, Any]:
+SHIP_METRICS = {"top1": "top-1", "macro_f1": "macro-F1"}
+
+
+def ship_recommendation(results: dict[str, Any], metric: str = "top1") -> dict[str, Any]:
     """Which model to ship: among rows not flagged ``recommended: false``, the fastest within
-    1 point of the best test top-1. Fastest = highest throughput at the table's batch when every
+    1 point of the best test ``metric`` (top-1; macro-F1 when the training data is imbalanced,
+    see :func:`ship_metric`). Fastest = highest throughput at the table's batch when every
     such row has it, else lowest latency at batch 1 (see :func:`_speed_metric`); a row without
     the timing cannot win and is listed as ``untimed``."""
-    candidates = {n: r for n, r in results.items() if _is_recommendable(r)}
-    excluded = {n: r.get("not_recommended_reason", "not recommended")
+    if metric not in SHIP_METRICS:
+        raise ValueError(f"ship metric {metric!r}: use one of {sorted(SHIP_METRICS)}")
+    candidates = {n: r for n, r in results.items()
+                  if _is_recommendable(r) and r.get(metric) is not None}
+    excluded = {n: r.get("not_recommended_reason", "not recommended") if not _is_recommendable(r)
+                else f"no test {SHIP_METRICS[metric]} measured"
                 for n, r in results.items() if n not in candidates}
     if not candidates:
-        return {"model": None, "excluded": excluded,
+        return {"model": None, "excluded": excluded, "metric": metric,
                 "reason": "every model is flagged not recommended: ship none of them."}
-    best_name = max(candidates, key=lambda n: candidates[n]["top1"])
-    best = candidates[best_name]["top1"]
-    close = {n: r for n, r in candidates.items() if r["top1"] >= best - SHIP_TOLERANCE - 1e-12}
+    best_name = max(candidates, key=lambda n: candidates[n][metric])
+    best = candidates[best_name][metric]
+    close = {n: r for n, r in candidates.items() if r[metric] >= best - SHIP_TOLERANCE - 1e-12}
     column, words = _speed_metric(close)
     timed = [n for n in close if close[n].get(column) is not None]
     if not timed:
-        chosen, words = best_name, "top-1 (no timings measured)"
+        chosen, words = best_name, f"{SHIP_METRICS[metric]} (no timings measured)"
     else:
         sign = 1.0 if column == "throughput" else -1.0
-        chosen = max(timed, key=lambda n: (sign * close[n][column], close[n]["top1"]))
-    return {"model": chosen, "speed_metric": words, "best_top1_model": best_name,
-            "best_top1": best, "top1": close[chosen]["top1"], "within_1_point": sorted(close),
+        chosen = max(timed, key=lambda n: (sign * close[n][column], close[n][metric]))
+    return {"model": chosen, "speed_metric": words, "metric": metric,
+            "best_top1_model": best_name, "best_top1": best, "best_model": best_name,
+            "best": best, "top1": close[chosen]["top1"], "within_1_point": sorted(close),
             "untimed": sorted(set(close) - set(timed)), "excluded": excluded}
+
+
+def ship_metric(plan: dict[str, Any]) -> tuple[str, str | None]:
+    """(metric, why): macro-F1 when the plan found the training data imbalanced, else top-1."""
+    balance = (plan.get("recipe") or {}).get("class_balance") or {}
+    if not balance.get("imbalanced"):
+        return "top1", None
+    return "macro_f1", (f"the training data is imbalanced (largest/smallest class "
+                        f"{balance['ratio']:.2f} > {balance['threshold']:g})")
 
 
 def _pct(value: float | None) -> str:
@@ -359,33 +377,72 @@ def _int8_section(export_report: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _ship_section(results: dict[str, Any]) -> list[str]:
-    ship = ship_recommendation(results)
+def _ship_section(results: dict[str, Any], metric: str = "top1",
+                  why: str | None = None) -> list[str]:
+    ship = ship_recommendation(results, metric)
     lines = ["", "## Which model to ship", ""]
+    if why:
+        lines += [f"Decided on test macro-F1, not top-1: {why}.", ""]
     if ship["model"] is None:
         lines.append(ship["reason"])
     else:
-        chosen = results[ship["model"]]
+        chosen, name = results[ship["model"]], SHIP_METRICS[metric]
+        unit = "" if metric == "top1" else f" {name}"  # top-1 reads as before
         lines.append(
             f"**`{ship['model']}`**: the fastest by {ship['speed_metric']} among the models "
-            f"within 1 point of the best test top-1 ({_pct(ship['best_top1'])}, "
-            f"`{ship['best_top1_model']}`); it reaches {_pct(chosen['top1'])}, "
+            f"within 1 point of the best test {name} ({_pct(ship['best'])}, "
+            f"`{ship['best_model']}`); it reaches {_pct(chosen[metric])}{unit}, "
             f"{_number(chosen.get('latency_ms'), '.2f')} ms at batch 1 and "
             f"{_number(chosen.get('throughput'), '.0f')} img/s. Within 1 point: "
             f"{', '.join(f'`{n}`' for n in ship['within_1_point'])}.")
         better = {n: r for n, r in results.items()
-                  if n in REFERENCE_ROWS and r["top1"] > chosen["top1"] + SHIP_TOLERANCE}
+                  if n in REFERENCE_ROWS and r[metric] > chosen[metric] + SHIP_TOLERANCE}
         if better:
-            name = max(better, key=lambda n: better[n]["top1"])
-            lines.append(f"\nCaution: the reference `{name}` reaches {_pct(better[name]['top1'])},"
-                         f" {100 * (better[name]['top1'] - chosen['top1']):.2f} points more: on "
-                         "this data the cheap alternative is the better model.")
+            ref = max(better, key=lambda n: better[n][metric])
+            lines.append(f"\nCaution: the reference `{ref}` reaches {_pct(better[ref][metric])}"
+                         f"{unit}, {100 * (better[ref][metric] - chosen[metric]):.2f} points "
+                         "more: on this data the cheap alternative is the better model.")
         if ship["untimed"]:
             lines.append(f"Not timed, so not compared on speed: "
                          f"{', '.join(f'`{n}`' for n in ship['untimed'])}.")
     if ship["excluded"]:
         lines += ["", "Not considered:"]
         lines += [f"- `{name}`: {reason}" for name, reason in ship["excluded"].items()]
+    return lines
+
+
+def _imbalance_section(results: dict[str, Any], why: str, shipped: str | None) -> list[str]:
+    """Balanced accuracy and macro-F1 next to top-1, and per-class recall of the fine-tuned
+    and the shipped model: top-1 alone hides a neglected small class."""
+    lines = ["", "## Class imbalance", "",
+             f"{why[0].upper()}{why[1:]}: top-1 rewards the large classes, so balanced accuracy "
+             "(mean per-class recall) and macro-F1 stand next to it.", "",
+             "| model | top-1 | balanced accuracy | macro-F1 |", "|---|---|---|---|"]
+    lines += [f"| {n} | {_pct(r.get('top1'))} | {_pct(r.get('balanced_accuracy'))} | "
+              f"{_pct(r.get('macro_f1'))} |" for n, r in results.items()]
+    shown = [n for n in dict.fromkeys(["finetuned", shipped]) if n in results
+             and results[n].get("per_class")]
+    if shown:
+        lines += ["", "Per-class recall on the test split:", "",
+                  "| class | test images | " + " | ".join(f"`{n}`" for n in shown) + " |",
+                  "|---|---|" + "---|" * len(shown)]
+        for cls, first in results[shown[0]]["per_class"].items():
+            recalls = " | ".join(_pct(results[n]["per_class"][cls]["recall"]) for n in shown)
+            lines.append(f"| {cls} | {first['support']} | {recalls} |")
+    return lines
+
+
+def _recipe_lines(plan: dict[str, Any]) -> list[str]:
+    """The plan's recipe, one line per ingredient with its reason; the LR range test's plot."""
+    recipe = plan.get("recipe")
+    if not recipe:
+        return []
+    lines = ["", "Training recipe (`plan[\"recipe\"]`):", ""]
+    lines += [f"- {name}: `{entry['value']}` ({entry['source']}): {entry['reason']}"
+              for name, entry in recipe.items()]
+    if recipe.get("lr_find", {}).get("value"):
+        lines.append("- the LR range test's curve and pick: `lr_find_plot` "
+                     "(08_reporting/lr_find.png)")
     return lines
 
 
@@ -399,13 +456,17 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
              f"## Strategy: `{plan['strategy']}` ({plan['decided_by']})", ""]
     lines += [f"- {reason}" for reason in plan["reasons"]]
     lines += ["", f"Regulariser: `{plan['regularizer']}`; trainable blocks: "
-              f"{plan['trainable_blocks']}; epochs: {plan['epochs']}.", "",
-              "## Results on the test split", ""]
+              f"{plan['trainable_blocks']}; epochs: {plan['epochs']}."]
+    lines += _recipe_lines(plan)
+    lines += ["", "## Results on the test split", ""]
     lines += _results_table(results)
+    metric, why = ship_metric(plan)
+    if why:
+        lines += _imbalance_section(results, why, ship_recommendation(results, metric)["model"])
     if "finetuned" in results and "pruned" in results:
         lines += _pruning_section(results, pruning)
     lines += _calibration_section(results)
     lines += _int8_section(export_report)
     lines += _baseline_section(results)
-    lines += _ship_section(results)
+    lines += _ship_section(results, metric, why)
     return "\n".join(lines) + "\n"

@@ -21,9 +21,28 @@ from torch import nn
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.models import apply_surgery
 from ft_pipelines.core.strategy.decision_matrix import STRATEGIES
+from ft_pipelines.core.strategy.recipe import apply_recipe
 from ft_pipelines.core.training import finetune_model
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_mode(mode: str, plan: dict[str, Any], auto: dict[str, Any]) -> tuple[str, str]:
+    """(``matrix`` | ``pilot``, why) for ``strategy.mode``; ``auto`` runs the pilot when the
+    training split is small: there the matrix errs most and the trials cost seconds."""
+    if mode != "auto":
+        return mode, f"strategy.mode={mode}"
+    images, limit = int(plan["size"]["train_images"]), int(auto["pilot_max_train_images"])
+    per_class = int(plan["size"]["min_train_per_class"])
+    if images <= limit:
+        return "pilot", (f"strategy.mode=auto -> pilot: {images} training images <= "
+                         f"strategy.auto.pilot_max_train_images {limit} (short trials are cheap "
+                         f"here and the matrix errs most on small data; head_only, a linear "
+                         f"probe of the frozen features, is a candidate: {per_class} images in "
+                         "the smallest class)")
+    return "matrix", (f"strategy.mode=auto -> matrix: {images} training images > "
+                      f"strategy.auto.pilot_max_train_images {limit} (trials would cost about "
+                      "half the training they check)")
 
 
 def pilot_candidates(plan: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -62,7 +81,9 @@ class _Arm:
               runtime: dict[str, Any] | None = None) -> None:
         before = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         started = time.perf_counter()
-        settings = {**finetune, "epochs": epochs, "progress": False}
+        # each candidate trains with its own plan's recipe (the user's finetune.* included)
+        settings = {**apply_recipe(finetune, self.plan.get("recipe")), "epochs": epochs,
+                    "progress": False}
         _, history = finetune_model(self.model, splits, self.plan, settings, runtime=runtime,
                                     anchor=self.anchor)
         self.round_seconds = time.perf_counter() - started

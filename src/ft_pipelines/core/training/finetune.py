@@ -4,6 +4,7 @@ core.regularizers and the trainer."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -109,4 +110,6 @@ def _finetune_here(model: nn.Module, splits: dict[str, ImageData], plan: dict[st
                       head_parameter_names(model))
     history = trainer.fit(splits["train"], splits["val"])
     history["regularizer"] = regularizer.name
+    if trainer.lr_finding is not None:  # the LR range test's curve, for the plan's plot
+        history.attrs["lr_finding"] = dataclasses.asdict(trainer.lr_finding)
     return model.cpu(), history

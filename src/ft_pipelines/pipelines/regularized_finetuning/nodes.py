@@ -17,6 +17,7 @@ from ft_pipelines.core.regularizers import (
     check_delta_can_train,
     delta_attention,
 )
+from ft_pipelines.core.strategy import apply_recipe, lr_find_plot
 from ft_pipelines.core.training import finetune_model, resolve_regularizer
 from ft_pipelines.core.utils import resolve_runtime, run_fingerprint
 from ft_pipelines.params import FinetuneParams, RuntimeParams
@@ -46,15 +47,20 @@ def _delta_attention(surgered_model: nn.Module, images: pd.DataFrame, finetune: 
 
 def finetune(surgered_model: nn.Module, images: pd.DataFrame, finetune_plan: dict,
              delta_attention: pd.DataFrame, finetune: FinetuneParams, decode_cache_dir: str | None,
-             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure]:
-    """Train the surgered model with the plan's regulariser; resumes an interrupted run."""
+             runtime: RuntimeParams) -> tuple[nn.Module, pd.DataFrame, Figure, Figure]:
+    """Train the surgered model with the plan's regulariser and recipe (``plan["recipe"]``,
+    where the user's finetune.* values already won); resumes an interrupted run. Outputs the
+    model, its history, the learning curves and the LR range test's curve."""
     size = surgered_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
+    settings = apply_recipe(finetune.model_dump(), finetune_plan.get("recipe"))
     checkpoint_dir = None
     if finetune.resume:
         key = run_fingerprint(surgered_model, decode_cache_key(images, size), finetune_plan,
                               finetune.model_dump(), {"delta_attention": delta_attention})
         checkpoint_dir = Path(finetune.checkpoint_dir) / f"finetune-{key}"
-    model, history = finetune_model(surgered_model, splits, finetune_plan, finetune,
+    model, history = finetune_model(surgered_model, splits, finetune_plan, settings,
                                     delta_attention, checkpoint_dir, runtime)
-    return record_training_data(model, images), history, learning_curves(history)
+    lr_plot = lr_find_plot(history.attrs.get("lr_finding"),
+                           (finetune_plan.get("recipe") or {}).get("lr_find"))
+    return record_training_data(model, images), history, learning_curves(history), lr_plot

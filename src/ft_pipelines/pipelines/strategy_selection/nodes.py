@@ -1,5 +1,6 @@
-"""Thin nodes: size x similarity -> the matrix's recommendation; with strategy.mode=pilot,
-short trials that check it and the winner's weights to continue from."""
+"""Thin nodes: size x similarity -> the matrix's recommendation and its training recipe; when
+strategy.mode says pilot (or auto on a small training split), short trials that check it and the
+winner's weights to continue from."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.strategy import (
     candidate_plans,
+    choose_recipe,
     pilot_candidates,
     plan_after_pilot,
+    recipe_summary,
+    resolve_mode,
     run_pilot,
     select_strategy,
 )
@@ -24,17 +28,33 @@ logger = logging.getLogger(__name__)
 def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
                     layer_divergence: pd.DataFrame, strategy: StrategyParams,
                     finetune: FinetuneParams) -> dict:
-    """The matrix's plan; in pilot mode also the plan of every pilot candidate."""
+    """The matrix's plan with its recipe; when the mode resolves to pilot also the plan of every
+    pilot candidate (each with its own recipe)."""
     params, blocks = strategy.model_dump(), similarity_metrics["blocks"]
     plan = select_strategy(dataset_profile, similarity_metrics, layer_divergence, blocks, params,
                            batch_size=finetune.batch_size)
-    if strategy.mode == "pilot" and strategy.override == "auto":
+    mode, why = resolve_mode(strategy.mode, plan, params["auto"])
+    plan.update(mode_requested=strategy.mode, mode_reason=why)
+    plan["reasons"].append(why)
+    _add_recipe(plan, dataset_profile, params, finetune)
+    if mode == "pilot" and strategy.override == "auto":
         candidates, skipped = pilot_candidates(plan, params["pilot"])
         plan["candidate_plans"] = candidate_plans(
             dataset_profile, similarity_metrics, layer_divergence, blocks, params, candidates,
             batch_size=finetune.batch_size)
+        for candidate in plan["candidate_plans"].values():
+            candidate.update(mode_requested=strategy.mode, mode_reason=why)
+            candidate["reasons"].append(why)
+            _add_recipe(candidate, dataset_profile, params, finetune)
         plan["left_out"] = skipped
     return plan
+
+
+def _add_recipe(plan: dict, profile: dict, params: dict, finetune: FinetuneParams) -> None:
+    """plan["recipe"] for the plan's strategy; finetune.* values off their default win."""
+    plan["recipe"] = choose_recipe(plan["strategy"], profile, params["recipe"],
+                                   finetune.model_dump(), FinetuneParams().model_dump())
+    plan["reasons"].append(recipe_summary(plan["recipe"]))
 
 
 def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
@@ -44,7 +64,7 @@ def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
     """(finetune_plan, pilot_model). Matrix mode: the recommendation and the pretrained network
     unchanged; pilot mode: the winner's plan and its pilot weights."""
     if "candidate_plans" not in strategy_recommendation:
-        if strategy.mode == "pilot":
+        if strategy.mode != "matrix" and strategy.override != "auto":
             logger.info("strategy.override=%s: no pilot trials", strategy.override)
         return strategy_recommendation, pretrained_model
     splits = split_image_data(images, pretrained_model.backbone_cfg.input_size, decode_cache_dir)
