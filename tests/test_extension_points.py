@@ -97,7 +97,7 @@ def test_a_registered_regulariser_is_validated_and_trained_with(monkeypatch, col
         validate_parameters({"finetune": {"regularizer": {"name": "l1", "alpha": 0.1}}})
     plan = {"epochs": 1, "learning_rates": {"pretrained": 0.01, "new": 0.05},
             "regularizer": {"name": "l2", "beta": 0.0001}}
-    model, history, _ = finetune(_tiny(monkeypatch), colours, plan,
+    model, history, *_ = finetune(_tiny(monkeypatch), colours, plan,
                                  pd.DataFrame(), parameters.finetune, None, parameters.runtime)
     assert set(history["regularizer"]) == {"l1"} and (history["reg_term"] > 0).all()
 

@@ -15,7 +15,6 @@ def test_finetune_node_applies_the_plans_recipe(monkeypatch):
         seen.update(settings)
         return model, pd.DataFrame({"val_acc": [0.5]})
 
-    monkeypatch.setattr(nodes, "check_model_fits_data", lambda *a, **k: None)
     monkeypatch.setattr(nodes, "split_image_data", lambda *a: {})
     monkeypatch.setattr(nodes, "finetune_model", fake_finetune_model)
     monkeypatch.setattr(nodes, "record_training_data", lambda model, images: model)
