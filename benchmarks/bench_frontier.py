@@ -283,26 +283,43 @@ def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def kept_within(path: Path) -> dict[tuple[str, int, str], bool]:
+    """Per searched cell: was the step the search kept judged within the budget?"""
+    steps = path.with_suffix(".steps.jsonl")
+    if not steps.exists():
+        return {}
+    cells = [json.loads(line) for line in steps.read_text().splitlines() if line.strip()]
+    return {(c["dataset"], int(c["seed"]), c["variant"]):
+            any(s["kept"] and s["within_limit"] for s in c["steps"]) for c in cells}
+
+
 def markdown(path: Path) -> str:
     """Mean ± std over seeds per (data set, variant)."""
     frame = pd.read_csv(path)
     frame["drop"] = 100 * (frame["finetuned_test_top1"] - frame["test_top1"])
+    within = kept_within(path)
+    frame["kept_within"] = [within.get((r.dataset, int(r.seed), r.variant))
+                            for r in frame.itertuples()]
     lines = ["| data set | variant | seeds | test top-1 % | drop (points) | MACs kept | "
              "ORT latency b1 (x fine-tuned) | ORT throughput b64 (x) | latency ms (spread) | "
-             "search / prune wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "search kept a step within budget | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, variant), rows in frame.groupby(["dataset", "variant"], sort=False):
+        known = rows["kept_within"].dropna()
+        kept = f"{int(known.sum())}/{len(known)}" if len(known) else "n/a"
         lines.append(
             f"| {dataset} | {variant} | {len(rows)} | {_mean_std(rows.test_top1, 100)} | "
             f"{_mean_std(rows['drop'])} | {_mean_std(rows.macs_ratio)} | "
             f"{_mean_std(rows.latency_ratio)} | {_mean_std(rows.throughput_ratio)} | "
             f"{rows.latency_ms.median():.2f} ({rows.latency_spread_ms.median():.2f}) | "
+            f"{kept if rows.ratio.iloc[0] == 'auto' else ''} | "
             f"{_mean_std(rows.wall_s, digits=0)} |")
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["sklearn_digits"],
+    parser.add_argument("--datasets", nargs="*", default=["sklearn_digits"],
                         choices=["sklearn_digits", "folder"])
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
