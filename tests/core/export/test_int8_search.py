@@ -71,3 +71,48 @@ def test_layers_kept_fp32_are_found_in_the_graph(tiny_onnx):
 
 def test_the_parameter_names_the_configurations_of_the_grid():
     assert list(typing.get_args(Int8ConfigName)) == list(INT8_CONFIGS)
+
+
+def _fake_timings(ratios_per_call):
+    """compare_timings stand-in: call i gives every model the (latency, throughput) ratios of
+    ``ratios_per_call[i]`` (a dict by name; fp32 is 1, 1)."""
+    calls = []
+
+    def fake(models, batch, **kwargs):
+        ratios = ratios_per_call[len(calls)]
+        calls.append(list(models))
+        return {name: {"latency_ms": ratios.get(name, (1.0, 1.0))[0],
+                       "latency_spread_ms": 0.0,
+                       "throughput": 100.0 * ratios.get(name, (1.0, 1.0))[1],
+                       "throughput_spread": 0.0,
+                       "latency_ratio": ratios.get(name, (1.0, 1.0))[0],
+                       "throughput_ratio": ratios.get(name, (1.0, 1.0))[1]} for name in models}
+
+    return fake, calls
+
+
+@pytest.mark.parametrize(("confirmed", "pays", "meets"), [((0.7, 1.9), True, True),
+                                                           ((0.9, 1.2), True, False),
+                                                           ((1.1, 0.9), False, False)])
+def test_the_kept_configuration_is_timed_again_and_that_decides(
+        tiny_onnx, tiny_data, monkeypatch, confirmed, pays, meets):
+    """The fastest of several noisy trials looks faster than it is (winner's curse): the
+    verdict comes from a fresh timing of the kept one against fp32 alone."""
+    import ft_pipelines.core.export.int8_search as module
+
+    configs = ["qdq_u8s8_channel_minmax", "qdq_u8s8_tensor_minmax"]
+    fake, calls = _fake_timings([{configs[0]: (0.6, 1.5), configs[1]: (0.5, 2.5)},
+                                 {configs[1]: confirmed}])
+    monkeypatch.setattr(module, "compare_timings", fake)
+    val, test = tiny_images(24, seed=1), tiny_images(24, seed=2)
+    _, search = search_int8(tiny_onnx, tiny_data.images.numpy(), val, test,
+                            {**SETTINGS, "configs": configs})
+    assert calls == [["fp32", *configs], ["fp32", configs[1]]]  # the kept one, alone with fp32
+    kept = next(r for r in search["trials"] if r["chosen"])
+    assert kept["config"] == configs[1] == search["chosen"]
+    assert (kept["latency_ratio"], kept["throughput_ratio"]) == confirmed
+    assert (kept["selection_latency_ratio"], kept["selection_throughput_ratio"]) == (0.5, 2.5)
+    assert search["selection"] == {"latency_ratio": 0.5, "throughput_ratio": 2.5}
+    assert (search["pays"], search["meets_target"]) == (pays, meets)
+    assert "confirmed" in search["reason"]
+    assert ("ship fp32" in search["reason"]) is not pays

@@ -1,7 +1,13 @@
 """Which int8 configuration pays: every configuration tried on the pruned fp32 model, timed
 against it in onnxruntime (interleaved rounds), its top-1 on the validation split (the choice)
 and the test split (reported); the fastest within the accuracy budget is kept, and only if it
-is faster than fp32 is it recommended."""
+is faster than fp32 is it recommended.
+
+Picking the fastest of several configurations timed in the same noisy rounds favours the one
+whose rounds happened to run fast (the winner's curse: on the demo, configurations that differ
+only in calibration, hence run the same kernels, measured 1.4x to 1.8x fp32's throughput). So
+the kept configuration is timed again against fp32 alone in fresh rounds, and that
+confirmation, not the selection's figures, decides whether int8 pays and meets the target."""
 
 from __future__ import annotations
 
@@ -92,6 +98,13 @@ def search_int8(fp32: OnnxModel, calibration: np.ndarray, val: ImageData, test: 
                 "top1": correct["fp32"]["test"] / len(labels["test"]),
                 **{k: timings["fp32"][k] for k in _TIMING_KEYS}}
     summary = _choose(rows, float(settings["max_drop"]), batch)
+    if summary["chosen"] is not None:
+        confirmation = compare_timings(
+            {"fp32": onnx_timed_model(runners["fp32"], batch),
+             summary["chosen"]: onnx_timed_model(runners[summary["chosen"]], batch)},
+            batch, reference="fp32", rounds=int(settings["rounds"]),
+            runs=int(settings["runs"]), warmup=int(settings["warmup"]))
+        summary = _confirm(rows, confirmation[summary["chosen"]], batch)
     kept = next((r["config"] for r in rows if r["chosen"]), None)  # saved as pruned_int8
     return (models[kept] if kept else None), {"trials": rows, "fp32": fp32_row, "kept": kept,
                                               **summary}
@@ -130,13 +143,32 @@ def _choose(rows: list[dict[str, Any]], max_drop: float, batch: int) -> dict[str
                            "every int8 configuration failed to quantise")}
     best = max(eligible, key=_speedup)
     best["chosen"] = True
-    pays = best["faster"]
+    return _verdict(best, batch)
+
+
+def _verdict(best: dict[str, Any], batch: int, timed: str = "") -> dict[str, Any]:
+    """Whether the kept row pays (faster in both) and meets issue 23's target, and why."""
+    pays = best["latency_ratio"] < 1.0 and best["throughput_ratio"] > 1.0
     meets = (best["latency_ratio"] <= TARGET_LATENCY_RATIO
              and best["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO)
     numbers = (f"{best['latency_ratio']:.2f}x fp32's batch-1 latency and "
-               f"{best['throughput_ratio']:.2f}x its batch-{batch} throughput")
+               f"{best['throughput_ratio']:.2f}x its batch-{batch} throughput{timed}")
     reason = (f"fastest int8 within the budget: {best['config']}, {numbers}" if pays else
               f"no int8 configuration is faster than fp32 on this CPU: the fastest within the "
               f"budget, {best['config']}, runs at {numbers}; ship fp32")
     logger.info("int8 search: %s", reason)
     return {"chosen": best["config"], "pays": pays, "meets_target": meets, "reason": reason}
+
+
+def _confirm(rows: list[dict[str, Any]], timing: dict[str, Any], batch: int
+             ) -> dict[str, Any]:
+    """The kept row re-timed against fp32 alone: its selection figures move to
+    ``selection_*``, the confirmation's become its figures and decide the verdict."""
+    best = next(r for r in rows if r["chosen"])  # within the budget (else nothing to confirm)
+    for key in ("latency_ratio", "throughput_ratio"):
+        best[f"selection_{key}"] = best[key]
+    best.update({k: timing[k] for k in _TIMING_KEYS})
+    best["faster"] = best["latency_ratio"] < 1.0 and best["throughput_ratio"] > 1.0
+    return {**_verdict(best, batch, " (confirmed: timed again against fp32 alone)"),
+            "selection": {"latency_ratio": best["selection_latency_ratio"],
+                          "throughput_ratio": best["selection_throughput_ratio"]}}

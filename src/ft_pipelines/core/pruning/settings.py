@@ -35,11 +35,13 @@ class PruningParams(Schema):
     target: Literal["channels", "macs", "latency"] = "macs"
     # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
     # auto: the iterative search (core/pruning/frontier.py), step by step down to max_ratio
-    ratio: float | Literal["auto"] = 0.55
-    step: float = Field(default=0.4, gt=0, lt=1)        # auto: share of the remaining cost cut
+    ratio: float | Literal["auto"] = "auto"
+    # auto: share of the remaining cost cut per step; 0.5 reaches max_ratio 0.8 in 3 steps, so
+    # each step can afford 2 recovery epochs (1 made the search stop on noise, docs/performance.md)
+    step: float = Field(default=0.5, gt=0, lt=1)
     max_ratio: float = Field(default=0.8, gt=0, lt=1)   # auto: the most of the cost it may remove
     steps: Count = 2
-    recovery_epochs: NonNegativeInt = 1     # short training between steps
+    recovery_epochs: NonNegativeInt = 2     # training after each step before it is judged
     finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step
     lr: LearningRate = 0.02
     anchor_alpha: Weight = 0.01             # L2-SP toward the pruned fine-tuned weights
