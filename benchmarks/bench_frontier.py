@@ -51,7 +51,7 @@ from ft_pipelines.core.evaluation import compare_timings, predict  # noqa: E402
 from ft_pipelines.core.export import OnnxRunner, export_onnx, onnx_timed_model  # noqa: E402
 from ft_pipelines.core.models import (  # noqa: E402
     apply_surgery,
-    create_backbone,
+    load_backbone,
     load_model_file,
     save_model_file,
 )
@@ -130,7 +130,7 @@ def finetune_once(splits: dict[str, ImageData], profile: dict, params: dict[str,
                   seed: int) -> nn.Module:
     """Similarity -> plan (decision matrix) -> surgery -> fine-tuning, seeded."""
     spec = params["backbone"]
-    backbone = create_backbone(spec.get("source", "bundled"), spec.get("architecture"),
+    backbone = load_backbone(spec.get("source", "bundled"), spec.get("architecture"),
                                spec.get("weights"), spec.get("path"), int(spec["input_size"]),
                                spec.get("library", "auto"))
     similarity = params["similarity"]

@@ -4,6 +4,7 @@ and the figures."""
 
 from ft_pipelines.core.evaluation.baselines import pixel_baselines
 from ft_pipelines.core.evaluation.cost import (
+    compare_timings,
     measure_latency,
     measure_throughput,
     timed_calls_ms,
@@ -26,6 +27,7 @@ from ft_pipelines.core.evaluation.report import (
 )
 
 __all__ = [
+    "compare_timings",
     "classification_metrics",
     "comparison_table",
     "evaluate_models",

@@ -5,7 +5,12 @@ No Kedro here; the ``export`` and ``predict`` pipelines wire these functions.
 """
 
 from ft_pipelines.core.export.artifact import NotExported, OnnxModel
-from ft_pipelines.core.export.evaluate import calibrate_onnx, evaluate_onnx, score_onnx
+from ft_pipelines.core.export.evaluate import (
+    calibrate_onnx,
+    evaluate_onnx,
+    onnx_timed_model,
+    score_onnx,
+)
 from ft_pipelines.core.export.exporter import export_classifier, export_onnx
 from ft_pipelines.core.export.int8_search import search_int8
 from ft_pipelines.core.export.predict import iter_inputs, predict_rows, predictions_table
@@ -21,6 +26,7 @@ from ft_pipelines.core.export.runtime import CPU, OnnxRunner, session_options
 from ft_pipelines.core.export.verify import ExportMismatchError, verify_export
 
 __all__ = [
+    "onnx_timed_model",
     "CPU",
     "ExportMismatchError",
     "NotExported",
