@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ft_pipelines.core.export import evaluated_recommendation
 from ft_pipelines.core.export.artifact import NotExported
 from ft_pipelines.core.export.exporter import export_onnx
 from ft_pipelines.params import ExportParams, ParameterError, PredictParams, validate_parameters
@@ -86,7 +87,11 @@ def test_ci_chain_then_predict_on_new_images(ci_chain, ci_chain_copy, tmp_path):
     assert len(table) == 13 and table["error"].notna().sum() == 1
     assert table.loc[table["error"].notna(), "file"].tolist() == ["batch1/truncated.png"]
     assert set(table["predicted_class"].dropna()) <= set(sidecar["class_names"])
-    assert table["model"].str.startswith(report["recommendation"]["model"] + "@").all()
+    # predict.model auto labels with the evaluation's choice among the exported files
+    evaluation = json.loads(latest(ci_chain, "08_reporting/evaluation_metrics.json").read_text())
+    shipped = evaluated_recommendation(evaluation, report)["model"]
+    assert shipped in ("finetuned_onnx", "pruned_onnx", "pruned_int8")
+    assert table["model"].str.startswith(shipped + "@").all()
     assert all(len(top) == 5 for top in table["top5"].dropna())
 
     # export.quantize: null: no new int8 version, and auto now means the fp32 pruned model
