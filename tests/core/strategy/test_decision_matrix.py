@@ -71,9 +71,10 @@ def test_candidate_plans_are_the_overridden_plans_without_the_override():
 
 
 def test_unknown_override_names_the_parameter():
-    with pytest.raises(ValueError, match="strategy.override"):
-        select_strategy(profile(20), {"bn_divergence": 0.5}, LAYERS, BLOCKS,
-                        {**PARAMS, "override": "yolo"}, batch_size=64)
+    from ft_pipelines.params import ParameterError, validate_parameters
+
+    with pytest.raises(ParameterError, match="`strategy.override`: must be one of 'auto', "):
+        validate_parameters({"strategy": {"override": "yolo"}})
 
 
 @pytest.mark.parametrize(("per_class", "min_steps", "epochs", "steps"), [

@@ -92,10 +92,10 @@ def test_apply_recipe_sets_the_plans_values():
                                                   (601, "matrix")])
 def test_auto_mode_runs_the_pilot_on_small_training_splits(images, expected):
     plan = {"size": {"train_images": images, "min_train_per_class": 6}}
-    mode, why = resolve_mode("auto", plan, {"pilot_max_train_images": 600})
+    mode, why = resolve_mode("auto", plan, 600)
     assert mode == expected and why.startswith(f"strategy.mode=auto -> {expected}")
     assert ("head_only" in why) == (expected == "pilot")
-    assert resolve_mode("matrix", plan, {"pilot_max_train_images": 600})[0] == "matrix"
+    assert resolve_mode("matrix", plan, 600)[0] == "matrix"
 
 
 def test_auto_is_the_default_mode():

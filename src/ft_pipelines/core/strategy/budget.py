@@ -15,7 +15,7 @@ def resolve_budget(training: dict[str, Any], train_images: int, batch_size: int)
     if train_images < 1 or batch_size < 1:
         raise ValueError(f"train_images={train_images}, batch_size={batch_size}: both must be >= 1")
     steps_per_epoch = math.ceil(train_images / batch_size)
-    epochs, min_steps = int(training["epochs"]), int(training.get("min_steps", 1))
+    epochs, min_steps = int(training["epochs"]), int(training["min_steps"])
     steps = max(epochs * steps_per_epoch, min_steps)
     resolved_epochs = math.ceil(steps / steps_per_epoch)
     if steps > epochs * steps_per_epoch:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ft_pipelines.core.strategy.budget import resolve_budget
+from ft_pipelines.core.strategy.settings import PartialFinetune, StrategyParams
 
 STRATEGIES = ("head_only", "partial_finetune", "full_finetune", "from_scratch")
 
@@ -96,19 +97,17 @@ def trainable_blocks_from_divergence(
     )
 
 
-def _trainable_blocks(strategy: str, partial: dict[str, Any], per_block: list[float]):
+def _trainable_blocks(strategy: str, partial: PartialFinetune, per_block: list[float]):
     if strategy == "head_only":
         return 0, "head only: every backbone block frozen"
     if strategy in ("full_finetune", "from_scratch"):
         return "all", "every block trains"
     n_blocks = len(per_block)
-    fixed = partial.get("trainable_blocks", "auto")
-    max_blocks = min(int(partial.get("max_blocks", n_blocks - 1)), n_blocks)
+    fixed = partial.trainable_blocks
     if fixed != "auto":
         return int(fixed), f"strategy.partial.trainable_blocks={fixed} set by the user"
-    return trainable_blocks_from_divergence(
-        per_block, int(partial.get("min_blocks", 1)), max_blocks
-    )
+    return trainable_blocks_from_divergence(per_block, partial.min_blocks,
+                                            min(partial.max_blocks, n_blocks))
 
 
 def select_strategy(
@@ -116,7 +115,7 @@ def select_strategy(
     metrics: dict[str, Any],
     layer_divergence: pd.DataFrame,
     blocks: list[str],
-    params: dict[str, Any],
+    params: StrategyParams | dict[str, Any],
     *,
     batch_size: int,
 ) -> dict[str, Any]:
@@ -125,9 +124,8 @@ def select_strategy(
     ``batch_size`` (``finetune.batch_size``) turns the strategy's epochs and ``min_steps`` into
     the optimiser steps the run will train (``budget``; ``epochs`` is the resolved count).
     """
-    override = params.get("override", "auto")
-    if override not in ("auto", *STRATEGIES):
-        raise ValueError(f"strategy.override={override!r}: use 'auto' or one of {STRATEGIES}")
+    params = StrategyParams.model_validate(params) if isinstance(params, dict) else params
+    override = params.override  # the schema allows auto or one of STRATEGIES
     if override == "auto":
         return _plan(profile, metrics, layer_divergence, blocks, params, batch_size=batch_size)
     plan = _plan(profile, metrics, layer_divergence, blocks, params, batch_size=batch_size,
@@ -139,26 +137,28 @@ def select_strategy(
 
 
 def candidate_plans(profile: dict[str, Any], metrics: dict[str, Any],
-                    layer_divergence: pd.DataFrame, blocks: list[str], params: dict[str, Any],
-                    strategies: list[str], *, batch_size: int) -> dict[str, dict[str, Any]]:
+                    layer_divergence: pd.DataFrame, blocks: list[str],
+                    params: StrategyParams | dict[str, Any], strategies: list[str], *,
+                    batch_size: int) -> dict[str, dict[str, Any]]:
     """The plan each strategy would get (blocks, regulariser, budget), for the pilot trials."""
+    params = StrategyParams.model_validate(params) if isinstance(params, dict) else params
     return {strategy: _plan(profile, metrics, layer_divergence, blocks, params,
                             batch_size=batch_size, strategy=strategy)
             for strategy in strategies}
 
 
 def _plan(profile: dict[str, Any], metrics: dict[str, Any], layer_divergence: pd.DataFrame,
-          blocks: list[str], params: dict[str, Any], *, batch_size: int,
+          blocks: list[str], params: StrategyParams, *, batch_size: int,
           strategy: str | None = None) -> dict[str, Any]:
     """The plan for ``strategy``; None: the decision matrix's recommendation."""
-    size = classify_size(profile, params["size"])
-    similarity = classify_similarity(metrics, float(params["similarity"]["max_divergence"]))
+    size = classify_size(profile, params.size.model_dump())
+    similarity = classify_similarity(metrics, params.similarity.max_divergence)
     recommended = DECISION_MATRIX[(size["class"], similarity["class"])]
     strategy = strategy or recommended
     per_block = block_divergence(layer_divergence, blocks)
-    trainable, block_reason = _trainable_blocks(strategy, params.get("partial", {}), per_block)
-    training = params["training"][strategy]
-    budget = resolve_budget(training, size["train_images"], batch_size)
+    trainable, block_reason = _trainable_blocks(strategy, params.partial, per_block)
+    training = getattr(params.training, strategy)
+    budget = resolve_budget(training.model_dump(), size["train_images"], batch_size)
     reasons = [
         size["reason"],
         similarity["reason"],
@@ -178,13 +178,13 @@ def _plan(profile: dict[str, Any], metrics: dict[str, Any], layer_divergence: pd
         "num_classes": len(profile["class_names"]),
         "trainable_blocks": trainable,
         "block_divergence": dict(zip(blocks, per_block, strict=True)),
-        "drop_last_blocks": int(params.get("drop_last_blocks", 0)),
+        "drop_last_blocks": params.drop_last_blocks,
         "reinitialize": strategy == "from_scratch",
         "epochs": budget["epochs"],
         "budget": budget,
         "learning_rates": {
-            "pretrained": float(training["lr_pretrained"]),
-            "new": float(training["lr_new"]),
+            "pretrained": training.lr_pretrained,
+            "new": training.lr_new,
         },
-        "regularizer": dict(training["regularizer"]),
+        "regularizer": training.regularizer.model_dump(),
     }

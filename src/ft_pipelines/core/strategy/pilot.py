@@ -22,17 +22,19 @@ from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.models import apply_surgery
 from ft_pipelines.core.strategy.decision_matrix import STRATEGIES
 from ft_pipelines.core.strategy.recipe import apply_recipe
+from ft_pipelines.core.strategy.settings import PilotSettings
 from ft_pipelines.core.training import finetune_model
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_mode(mode: str, plan: dict[str, Any], auto: dict[str, Any]) -> tuple[str, str]:
+def resolve_mode(mode: str, plan: dict[str, Any], pilot_max_train_images: int
+                 ) -> tuple[str, str]:
     """(``matrix`` | ``pilot``, why) for ``strategy.mode``; ``auto`` runs the pilot when the
     training split is small: there the matrix errs most and the trials cost seconds."""
     if mode != "auto":
         return mode, f"strategy.mode={mode}"
-    images, limit = int(plan["size"]["train_images"]), int(auto["pilot_max_train_images"])
+    images, limit = int(plan["size"]["train_images"]), pilot_max_train_images
     per_class = int(plan["size"]["min_train_per_class"])
     if images <= limit:
         return "pilot", (f"strategy.mode=auto -> pilot: {images} training images <= "
@@ -45,12 +47,14 @@ def resolve_mode(mode: str, plan: dict[str, Any], auto: dict[str, Any]) -> tuple
                       "half the training they check)")
 
 
-def pilot_candidates(plan: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], list[str]]:
+def pilot_candidates(plan: dict[str, Any], params: PilotSettings | dict[str, Any]
+                     ) -> tuple[list[str], list[str]]:
     """(candidates in cost order, reasons for the ones left out)."""
-    wanted = params.get("candidates", "auto")
+    params = PilotSettings.model_validate(params) if isinstance(params, dict) else params
+    wanted = params.candidates
     candidates = list(STRATEGIES) if wanted == "auto" else [s for s in STRATEGIES if s in wanted]
     skipped = []
-    need = int(params.get("from_scratch_min_per_class", 50))
+    need = params.from_scratch_min_per_class
     have = int(plan["size"]["min_train_per_class"])
     if wanted == "auto" and have < need:
         candidates.remove("from_scratch")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from ft_pipelines.core.strategy.settings import RecipeDefaults, RecipeRule
 from ft_pipelines.core.training.lr_find import LRFinding, lr_find_figure
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def class_ratio(profile: dict[str, Any]) -> float:
     return max(counts) / min(counts) if counts else 1.0
 
 
-def _class_balance(rules: dict[str, Any], ratio: float) -> tuple[str, str]:
-    mode, threshold = rules["class_balance"], float(rules["imbalance_ratio"])
+def _class_balance(rules: RecipeDefaults, ratio: float) -> tuple[str, str]:
+    mode, threshold = rules.class_balance, rules.imbalance_ratio
     if mode != "auto":
         return mode, (f"class_balance {mode}: strategy.recipe.class_balance (largest/smallest "
                       f"training class ratio {ratio:.2f})")
@@ -59,21 +60,24 @@ def _class_balance(rules: dict[str, Any], ratio: float) -> tuple[str, str]:
                     f"{ratio:.2f} <= {threshold:g}")
 
 
-def _on_value(name: str, rule: dict[str, Any]) -> Any:
-    """The ``finetune`` value an ingredient takes when the plan turns it on."""
-    return {"mixup": rule.get("alpha"), "cutmix": rule.get("alpha"), "policy": rule.get("policy"),
-            "random_erasing": rule.get("probability"),
-            "ema": {"decay": rule.get("decay"), "warmup": rule.get("warmup")},
-            "layer_decay": rule.get("factor"), "lr_find": True}[name]
+def _on_value(name: str, rule: RecipeRule) -> Any:
+    """The ``finetune`` value an ingredient takes when the plan turns it on (the rule's own
+    settings: alpha, policy, probability, decay/warmup, factor)."""
+    if name in ("mixup", "cutmix"):
+        return rule.alpha
+    if name == "ema":
+        return {"decay": rule.decay, "warmup": rule.warmup}
+    return {"policy": lambda: rule.policy, "random_erasing": lambda: rule.probability,
+            "layer_decay": lambda: rule.factor, "lr_find": lambda: True}[name]()
 
 
-def _planned(name: str, rule: dict[str, Any], strategy: str, per_class: int, off: Any
+def _planned(name: str, rule: RecipeRule, strategy: str, per_class: int, off: Any
              ) -> tuple[Any, str]:
     """(value, reason) of one rule-driven ingredient."""
-    need = rule.get("min_per_class")
+    need = rule.min_per_class
     if need is None:
         return off, f"{name} off: strategy.recipe.{name}.min_per_class is null (never on)"
-    if strategy not in rule.get("strategies", []):
+    if strategy not in rule.strategies:
         return off, f"{name} off: not for {strategy} (strategy.recipe.{name}.strategies)"
     if per_class < int(need):
         return off, (f"{name} off: fewer than {need} training images per class (smallest "
@@ -83,34 +87,36 @@ def _planned(name: str, rule: dict[str, Any], strategy: str, per_class: int, off
                    f"class: {per_class}), strategy {strategy}")
 
 
-def choose_recipe(strategy: str, profile: dict[str, Any], rules: dict[str, Any],
+def choose_recipe(strategy: str, profile: dict[str, Any], rules: RecipeDefaults | dict[str, Any],
                   finetune: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """``plan["recipe"]``: per ingredient ``value``, ``source`` (plan | user | finetune) and
     ``reason``; ``class_balance`` also carries the measured ``ratio`` and ``imbalanced``.
 
     ``finetune``: the run's ``finetune`` parameters; ``defaults``: their schema defaults (a
     value that differs is the user's)."""
+    rules = RecipeDefaults.model_validate(rules) if isinstance(rules, dict) else rules
     counts = [c for c in train_class_counts(profile).values() if c > 0]
     per_class, ratio = (min(counts) if counts else 0), class_ratio(profile)
     recipe: dict[str, Any] = {}
     for name, path in INGREDIENTS.items():
         user, default = _get(finetune, path), _get(defaults, path)
         key = "finetune." + ".".join(path)
-        if not rules.get("enabled", True):
+        if not rules.enabled:
             entry = {"value": user, "source": "finetune",
                      "reason": f"{key}={user!r}: strategy.recipe.enabled is false"}
         else:
             if name == "class_balance":
                 value, reason = _class_balance(rules, ratio)
             else:
-                value, reason = _planned(name, rules[name], strategy, per_class, default)
+                value, reason = _planned(name, getattr(rules, name), strategy, per_class,
+                                         default)
             entry = {"value": value, "source": "plan", "reason": reason}
             if user != default:
                 entry = {"value": user, "source": "user",
                          "reason": f"{key}={user!r} set by the user wins over the plan's "
                                    f"{value!r} ({reason})"}
         recipe[name] = entry
-    threshold = float(rules.get("imbalance_ratio", 3.0))
+    threshold = rules.imbalance_ratio
     recipe["class_balance"].update(ratio=round(ratio, 3), imbalanced=ratio > threshold,
                                    threshold=threshold)
     return recipe

@@ -30,29 +30,30 @@ def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
                     finetune: FinetuneParams) -> dict:
     """The matrix's plan with its recipe; when the mode resolves to pilot also the plan of every
     pilot candidate (each with its own recipe)."""
-    params, blocks = strategy.model_dump(), similarity_metrics["blocks"]
-    plan = select_strategy(dataset_profile, similarity_metrics, layer_divergence, blocks, params,
-                           batch_size=finetune.batch_size)
-    mode, why = resolve_mode(strategy.mode, plan, params["auto"])
+    blocks = similarity_metrics["blocks"]
+    plan = select_strategy(dataset_profile, similarity_metrics, layer_divergence, blocks,
+                           strategy, batch_size=finetune.batch_size)
+    mode, why = resolve_mode(strategy.mode, plan, strategy.auto.pilot_max_train_images)
     plan.update(mode_requested=strategy.mode, mode_reason=why)
     plan["reasons"].append(why)
-    _add_recipe(plan, dataset_profile, params, finetune)
+    _add_recipe(plan, dataset_profile, strategy, finetune)
     if mode == "pilot" and strategy.override == "auto":
-        candidates, skipped = pilot_candidates(plan, params["pilot"])
+        candidates, skipped = pilot_candidates(plan, strategy.pilot)
         plan["candidate_plans"] = candidate_plans(
-            dataset_profile, similarity_metrics, layer_divergence, blocks, params, candidates,
+            dataset_profile, similarity_metrics, layer_divergence, blocks, strategy, candidates,
             batch_size=finetune.batch_size)
         for candidate in plan["candidate_plans"].values():
             candidate.update(mode_requested=strategy.mode, mode_reason=why)
             candidate["reasons"].append(why)
-            _add_recipe(candidate, dataset_profile, params, finetune)
+            _add_recipe(candidate, dataset_profile, strategy, finetune)
         plan["left_out"] = skipped
     return plan
 
 
-def _add_recipe(plan: dict, profile: dict, params: dict, finetune: FinetuneParams) -> None:
+def _add_recipe(plan: dict, profile: dict, strategy: StrategyParams,
+                finetune: FinetuneParams) -> None:
     """plan["recipe"] for the plan's strategy; finetune.* values off their default win."""
-    plan["recipe"] = choose_recipe(plan["strategy"], profile, params["recipe"],
+    plan["recipe"] = choose_recipe(plan["strategy"], profile, strategy.recipe,
                                    finetune.model_dump(), FinetuneParams().model_dump())
     plan["reasons"].append(recipe_summary(plan["recipe"]))
 

@@ -1,4 +1,5 @@
-"""``strategy``: dataset size x similarity -> strategy, and how each strategy trains."""
+"""``strategy``: dataset size x similarity -> strategy, how each strategy trains, the mode and the
+recipe rules (the schema lives with the code that reads it; ``ft_pipelines.params`` composes it)."""
 
 from __future__ import annotations
 
