@@ -1,10 +1,12 @@
 """The "How to add" recipes of docs/architecture.md, end to end: each registers a toy entry the
 way a user would (one registration), the parameter schema accepts its name and settings, and
-the stage's node runs it. Registries are restored after each test (monkeypatch)."""
+the stage's node runs it (an exported model kind: its node, its stored file, predict with
+it). Registries are restored after each test (monkeypatch)."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ft_pipelines.core.data import DATA_SOURCES, DataSource, ImageRecord
+from ft_pipelines.core.export import EXPORT_KINDS, ExportKind
+from ft_pipelines.core.export.builders import export_fp32
 from ft_pipelines.core.models import BACKBONE_SOURCES, BackboneSource
 from ft_pipelines.core.pruning import IMPORTANCE_METHODS, ImportanceMethod
 from ft_pipelines.core.regularizers import REGULARIZERS, Regularizer, RegularizerEntry
@@ -24,6 +28,7 @@ from ft_pipelines.pipelines.data_ingestion.nodes import ingest_images
 from ft_pipelines.pipelines.pretrained_backbone.nodes import load_backbone
 from ft_pipelines.pipelines.pruning.nodes import prune
 from ft_pipelines.pipelines.regularized_finetuning.nodes import finetune
+from tests.conftest import CI_CHAIN
 from tests.core.training.tiny import register_tiny_layout, tiny_model
 
 CLASSES = ("red", "green", "blue")
@@ -136,3 +141,52 @@ def test_a_registered_backbone_source_loads(monkeypatch):
     model = load_backbone(parameters.backbone, chosen)
     assert isinstance(model, nn.Module) and model.fc.out_features == 5
     assert Parameters.model_validate({"backbone": {"source": "tiny"}}).backbone.source == "tiny"
+
+
+def _export_opset18(model, images, class_names, export, decode_cache_dir):
+    """A toy kind: the fine-tuned model exported at ONNX opset 18 (same checks as opset 17)."""
+    build = export_fp32("finetuned_model")
+    return build(model, images, class_names, export.model_copy(update={"opset": 18}),
+                 decode_cache_dir)
+
+
+@pytest.fixture()
+def opset18_kind(monkeypatch):
+    """How to add an exported model kind: a builder and one registration. The project's
+    pipelines are rebuilt with it, and again without it afterwards (Kedro caches them)."""
+    from kedro.framework.project import pipelines
+
+    kind = ExportKind("finetuned_opset18", "finetuned_model", _export_opset18, pruned=False,
+                      preference=3)
+    monkeypatch.setitem(EXPORT_KINDS, kind.name, kind)
+    pipelines.configure("ft_pipelines.pipeline_registry")
+    yield kind
+    monkeypatch.undo()
+    pipelines.configure("ft_pipelines.pipeline_registry")
+
+
+@CI_CHAIN
+def test_a_registered_export_kind_is_exported_stored_and_predicted_with(
+        ci_chain_copy, opset18_kind, tmp_path):
+    from kedro.framework.project import pipelines
+
+    from tests.pipelines.conftest import kedro_cli, latest
+
+    assert validate_parameters({"predict": {"model": "finetuned_opset18"}})
+    with pytest.raises(ParameterError, match="`predict.model`: must be one of .*'finetuned_op"):
+        validate_parameters({"predict": {"model": "finetuned_opset"}})
+    evaluated = next(node for node in pipelines["evaluation"].nodes if node.name ==
+                     "evaluate_models")
+    assert "finetuned_opset18" in evaluated.inputs and "finetuned_opset18" in next(
+        iter(pipelines["predict"].nodes)).inputs
+    project = ci_chain_copy
+    result = kedro_cli(project, "run", "--env", "ci", "--nodes", "export_finetuned_opset18")
+    assert result.returncode == 0, result.printed[-3000:]
+    stored = latest(project, "06_models/finetuned_opset18.onnx")  # no catalog.yml entry
+    assert json.loads(stored.with_suffix(".json").read_text())["opset"] == 18
+    Image.new("RGB", (16, 16), "white").save(tmp_path / "a.png")
+    result = kedro_cli(project, "run", "--env", "ci", "--pipelines", "predict", "--params",
+                       f"predict.model=finetuned_opset18,predict.path={tmp_path}")
+    assert result.returncode == 0, result.printed[-3000:]
+    table = pd.read_parquet(latest(project, "07_model_output/predictions.parquet"))
+    assert table["model"].str.startswith("finetuned_opset18@").all()

@@ -7,6 +7,7 @@ from ft_pipelines.core.utils import launched_rank
 from ft_pipelines.datasets.rank_catalog import RankLocalCatalog
 from ft_pipelines.hooks import (
     CheckpointCleanupHook,
+    ExportKindsCatalogHook,
     LineageHook,
     MlflowTrackingHook,
     ParametersHook,
@@ -19,12 +20,13 @@ from ft_pipelines.hooks import (
 # writes its record before the tracking hook logs it (that one runs last); the checkpoint cleanup
 # removes a node's checkpoints once all of its outputs are saved.
 # The others read the parameters ParametersHook validated: one validation per session.
+# ExportKindsCatalogHook stores a registered exported model kind that catalog.yml does not list.
 PARAMETERS = ParametersHook()
-HOOKS = (PARAMETERS, RunConsistencyHook(), LineageHook(PARAMETERS),
+HOOKS = (PARAMETERS, ExportKindsCatalogHook(), RunConsistencyHook(), LineageHook(PARAMETERS),
          CheckpointCleanupHook(PARAMETERS), MlflowTrackingHook(PARAMETERS))
 # Under torchrun every rank runs this session; only rank 0 writes outputs, lineage and MLflow.
 if launched_rank() > 0:
-    HOOKS = (PARAMETERS, RunConsistencyHook())
+    HOOKS = (PARAMETERS, ExportKindsCatalogHook(), RunConsistencyHook())
     DATA_CATALOG_CLASS = RankLocalCatalog
 # kedro-mlflow registers its own MlflowHook; MlflowTrackingHook extends it and takes its place
 # (the plugin's would open a second MLflow run, and let an unreachable server fail the run).

@@ -50,8 +50,11 @@ def test_every_node_receives_its_block_typed_with_the_schema():
         f"ft_pipelines.pipelines.{stage}.pipeline").create_pipeline().nodes]
     for node in nodes:
         hints = typing.get_type_hints(node.func)
-        arguments = list(inspect.signature(node.func).parameters)
-        for dataset, argument in zip(node.inputs, arguments, strict=True):
+        bound = node._inputs  # argument -> dataset where the node was given a dict
+        pairs = ([(dataset, argument) for argument, dataset in bound.items()]
+                 if isinstance(bound, dict) else
+                 zip(node.inputs, inspect.signature(node.func).parameters, strict=True))
+        for dataset, argument in pairs:
             if dataset.startswith("params:") and "." not in dataset:
                 block = dataset.removeprefix("params:")
                 assert hints[argument] is blocks[block].annotation, (node.name, dataset)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ft_pipelines.core.export import evaluated_recommendation
+from ft_pipelines.core.export import EXPORT_KINDS, evaluated_recommendation
 from ft_pipelines.core.export.artifact import NotExported
 from ft_pipelines.core.export.exporter import export_onnx
 from ft_pipelines.params import ExportParams, ParameterError, PredictParams, validate_parameters
 from ft_pipelines.pipeline_registry import register_pipelines
-from ft_pipelines.pipelines.export.nodes import quantize_pruned, write_export_report
+from ft_pipelines.pipelines.export.nodes import write_export_report
 from ft_pipelines.pipelines.predict.nodes import predict_images
 from tests.conftest import CI_CHAIN
 from tests.core.export.conftest import CLASSES, MEAN, SIZE, STD, tiny_net
@@ -115,10 +115,10 @@ def tiny_onnx():
 def test_predict_asks_for_an_int8_model_that_was_never_made(tiny_onnx, tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "a.png")
     params = {**PREDICT, "path": str(tmp_path), "model": "pruned_int8"}
+    models = {"finetuned_onnx": tiny_onnx, "pruned_onnx": tiny_onnx, "pruned_int8": None}
     with pytest.raises(ValueError, match="never been exported"):
-        predict_images(tiny_onnx, tiny_onnx, None, {}, PredictParams(**params))
-    table = predict_images(tiny_onnx, tiny_onnx, None, {},
-                           PredictParams(**{**params, "model": "auto"}))
+        predict_images({}, PredictParams(**params), **models)
+    table = predict_images({}, PredictParams(**{**params, "model": "auto"}), **models)
     assert table["model"].iloc[0].startswith("pruned_onnx@")
 
 
@@ -127,8 +127,9 @@ def test_quantize_setting_is_checked(tiny_onnx):
     with pytest.raises(ParameterError, match="export.quantize"):
         validate_parameters({"export": {"quantize": "fp16"}})
     export = ExportParams(quantize=None, threads=1)
-    model, check = quantize_pruned(tiny_onnx, images, export, None)
+    model, check = EXPORT_KINDS["pruned_int8"].build(tiny_onnx, images, [], export, None)
     assert isinstance(model, NotExported)
-    report = write_export_report({}, {"verification": {"providers": {"CPU": {}}}}, check,
-                                 export)
+    report = write_export_report(export, finetuned_onnx_check={}, pruned_int8_check=check,
+                                 pruned_onnx_check={"verification": {"providers": {"CPU": {}}}})
     assert report["recommendation"]["model"] == "pruned_onnx"
+    assert "no pruned_int8 model (export.quantize is null)" in report["recommendation"]["reason"]

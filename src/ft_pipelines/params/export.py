@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 
-from ft_pipelines.core.evaluation.settings import TimingParams
-from ft_pipelines.core.utils.schema import Count, Fraction, NonNegativeInt, Schema, Seed
+from ft_pipelines.core.export.kinds import EXPORT_KINDS
+from ft_pipelines.core.export.settings import ExportParams, Int8ConfigName
+from ft_pipelines.core.utils.schema import Count, Schema, check_registered
 
-# The names of core.export.quantize.INT8_CONFIGS (a test checks they match).
-Int8ConfigName = Literal[
-    "qdq_u8s8_channel_minmax", "qdq_u8s8_tensor_minmax", "qdq_s8s8_channel_minmax",
-    "qop_u8s8_channel_minmax",
-    "qdq_u8s8_channel_minmax_fp32_first_last", "qdq_u8s8_channel_minmax_fp32_depthwise",
-    "qdq_u8s8_channel_entropy", "qdq_u8s8_channel_percentile"]
-
-
-class ExportParams(TimingParams):
-    opset: int = Field(default=17, ge=17)   # ONNX opset of the exported graphs
-    max_disagreement: Fraction = 0.005      # test images whose ONNX top-1 may differ from PyTorch
-    quantize: Literal["int8"] | None = "int8"   # null: no int8 model
-    calibration_images: Count = 128         # training images that calibrate int8 activations
-    histogram_calibration_images: Count = 32  # ... for the entropy / percentile calibrations
-    int8_configs: list[Int8ConfigName] | None = None  # configurations tried; null: all
-    max_int8_drop: float = Field(default=1.0, ge=0)  # top-1 points int8 may lose vs fp32
-    # the timer of the int8 trials: rounds alternate fp32 and the trials
-    timing_rounds: int = Field(default=5, ge=5)
-    latency_runs: Count = 25
-    latency_warmup: NonNegativeInt = 5
-    threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
-    seed: Seed = 0                          # which calibration images
+__all__ = ["ExportParams", "Int8ConfigName", "PredictParams"]
+NOT_A_KIND = ("auto", "registry")  # predict.model values that choose among the kinds
 
 
 class PredictParams(Schema):
     path: str | None = None                 # image folder (recursive), .parquet table, one image
-    model: Literal["auto", "pruned_int8", "pruned_onnx", "finetuned_onnx", "registry"] = "auto"
+    # auto | registry | an exported model kind (core/export/kinds.py: pruned_int8, ...)
+    model: str = "auto"
     registry_version: str = Field(default="champion", min_length=1)  # model=registry: alias|n
     batch_size: Count = 64                  # images decoded and classified at a time
     image_column: str = "image"             # parquet only: encoded image bytes
     file_column: str = "file"               # parquet only: row names (optional)
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
+
+    @field_validator("model")
+    @classmethod
+    def _registered_kind(cls, value: str) -> str:
+        return value if value in NOT_A_KIND else check_registered(
+            value, {**dict.fromkeys(NOT_A_KIND), **EXPORT_KINDS})
 
     @field_validator("registry_version", mode="before")
     @classmethod

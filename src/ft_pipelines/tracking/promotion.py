@@ -21,7 +21,7 @@ CLASS_NAMES_TAG_LIMIT = 5000  # MLflow caps a tag value at 8000 characters
 class Candidate:
     """What a registered version is judged on (and tagged with)."""
 
-    model: str                  # the exported dataset: pruned_int8, pruned_onnx, finetuned_onnx
+    model: str                  # the exported kind (core/export/kinds.py): pruned_int8, ...
     sha256: str
     test_top1: float            # fraction, from the evaluation of this very file
     latency_ms: float | None
@@ -42,15 +42,15 @@ def export_check_failure(export_report: dict[str, Any], model: str, sha256: str
                          ) -> str | None:
     """Why the export checks do not vouch for this file, or None when they passed: the report
     must describe this very file (sha256), fp32 files must carry their verification against
-    PyTorch (the export node raises before saving one that fails it), and int8 must be
-    recommended (its drop within ``export.max_int8_drop``)."""
+    PyTorch (the export node raises before saving one that fails it), and a kind whose checks
+    judge it (int8: its drop within ``export.max_int8_drop``) must be recommended."""
     check = (export_report.get("models") or {}).get(model) or {}
     if check.get("sha256") != sha256:
         return (f"the export report does not describe this {model} file (sha256 "
                 f"{str(check.get('sha256'))[:12]} vs {sha256[:12]})")
-    if "quantization" in check:
-        if check.get("recommended") is not True:
-            return f"int8 not recommended by the export checks: {check.get('reason')}"
+    if "recommended" in check:
+        if check["recommended"] is not True:
+            return f"{model} not recommended by the export checks: {check.get('reason')}"
     elif not check.get("verification"):
         return f"{model} has no verification against PyTorch in the export report"
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ft_pipelines.core.export.report import EXPORTED_MODELS as EXPORTED
+from ft_pipelines.core.export import EXPORT_KINDS as EXPORTED
 from ft_pipelines.params import PredictParams
 from ft_pipelines.pipelines.predict.nodes import predict_images
 from tests.core.export.conftest import evaluation_row as row
@@ -12,8 +12,8 @@ from tests.core.export.conftest import evaluation_row as row
 
 def _predict(tiny_onnx, folder, evaluation_metrics, export_report):
     params = PredictParams(path=str(folder), threads=1)
-    return predict_images(tiny_onnx, tiny_onnx, tiny_onnx, export_report, params,
-                          evaluation_metrics)
+    return predict_images(export_report, params, evaluation_metrics,
+                          **dict.fromkeys(EXPORTED, tiny_onnx))
 
 
 def test_auto_labels_with_the_evaluations_exported_pick(tiny_onnx, tmp_path):

@@ -25,7 +25,7 @@ def test_int8_within_the_allowed_drop_is_recommended():
     result = assess_int8(fp32, int8, LABELS, max_drop_points=1.0)
     assert result["drop_points"] == pytest.approx(1.0) and result["recommended"]
     assert result["top1_agreement_with_fp32"] == pytest.approx(0.99)
-    assert recommend(result)["model"] == "pruned_int8"
+    assert recommend({"pruned_int8": result})["model"] == "pruned_int8"
 
 
 def test_int8_beyond_the_allowed_drop_is_flagged_with_the_reason():
@@ -34,16 +34,17 @@ def test_int8_beyond_the_allowed_drop_is_flagged_with_the_reason():
     result = assess_int8(fp32, int8, LABELS, max_drop_points=1.0)
     assert not result["recommended"]
     assert "-3.00 points" in result["reason"] and "export.max_int8_drop=1.0" in result["reason"]
-    choice = recommend(result)
-    assert choice["model"] == "pruned_onnx" and "int8 not recommended" in choice["reason"]
-    assert recommend(None)["model"] == "pruned_onnx"
+    choice = recommend({"pruned_int8": result, "pruned_onnx": {}, "finetuned_onnx": {}})
+    assert choice["model"] == "pruned_onnx" and "pruned_int8 not recommended" in choice["reason"]
+    assert recommend({"pruned_int8": {"skipped": "export.quantize is null"}, "pruned_onnx": {}}
+                     )["model"] == "pruned_onnx"
 
 
 def test_model_choice():
     assert resolve_model_choice("auto", {"model": "pruned_int8"}) == "pruned_int8"
     assert resolve_model_choice("auto", None) == "pruned_onnx"
     assert resolve_model_choice("finetuned_onnx", {"model": "pruned_int8"}) == "finetuned_onnx"
-    with pytest.raises(ValueError, match="predict.model='best'"):
+    with pytest.raises(ValueError, match="Unknown predict.model 'best'; valid: finetuned_onnx"):
         resolve_model_choice("best", None)
     with pytest.raises(ValueError, match="set predict.model explicitly"):
         resolve_model_choice("auto", {"model": "linear_probe"})

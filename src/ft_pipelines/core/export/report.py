@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 
 from ft_pipelines.core.evaluation import ship_recommendation
+from ft_pipelines.core.export.kinds import EXPORT_KINDS, always_exported, kinds_by_preference
 from ft_pipelines.core.export.verify import compare_logits, top1
 
-EXPORTED_MODELS = ("pruned_int8", "pruned_onnx", "finetuned_onnx")
-MODEL_CHOICES = ("auto", *EXPORTED_MODELS)
-FALLBACK_MODEL = "pruned_onnx"
 logger = logging.getLogger(__name__)
 
 
@@ -44,13 +42,20 @@ def assess_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.nda
             "reason": reason}
 
 
-def recommend(int8: dict[str, Any] | None) -> dict[str, str]:
-    """The int8 model when it was made and kept its accuracy, else the fp32 pruned one."""
-    if int8 is None:
-        return {"model": FALLBACK_MODEL, "reason": "no int8 model (export.quantize: null)"}
-    if int8["recommended"]:
-        return {"model": "pruned_int8", "reason": f"int8 {int8['reason']}"}
-    return {"model": FALLBACK_MODEL, "reason": f"int8 not recommended: {int8['reason']}"}
+def recommend(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The most preferred exported kind (``ExportKind.preference``: int8, then the fp32 pruned
+    model) that was made and whose checks do not reject it, with why the ones before it lost."""
+    passed_over = []
+    for kind in kinds_by_preference():
+        check = checks.get(kind.name) or {"skipped": "not exported"}
+        if "skipped" in check:
+            passed_over.append(f"no {kind.name} model ({check['skipped']})")
+        elif check.get("recommended") is False:
+            passed_over.append(f"{kind.name} not recommended: {check['reason']}")
+        else:
+            reason = f"{kind.name}: {check.get('reason') or 'its export checks passed'}"
+            return {"model": kind.name, "reason": "; ".join([*passed_over, reason])}
+    return {"model": always_exported(), "reason": "; ".join(passed_over)}
 
 
 def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None,
@@ -61,19 +66,18 @@ def resolve_model_choice(choice: str, recommendation: dict[str, Any] | None,
     the test split with every row's speed) when there is one, else ``recommendation`` (the
     export report's int8 check), else the fp32 pruned model. An evaluation that ships none of
     the models is an error: nothing is labelled with a model the report rejected."""
-    if choice not in MODEL_CHOICES:
-        raise ValueError(f"predict.model={choice!r}; use one of {', '.join(MODEL_CHOICES)}")
     if choice != "auto":
+        EXPORT_KINDS.entry(choice)
         return choice
     if evaluated is not None and evaluated.get("model") is None:
         raise ValueError(f"predict.model=auto: the evaluation report ships none of the models "
                          f"({evaluated.get('reason', 'all flagged not recommended')}); read "
                          "its report and set predict.model explicitly if you still want one")
     source = evaluated if evaluated is not None else (recommendation or {})
-    model = source.get("model", FALLBACK_MODEL)
-    if model not in EXPORTED_MODELS:
+    model = source.get("model") or always_exported()
+    if model not in EXPORT_KINDS:
         raise ValueError(f"The recommendation names {model!r}, which is not an exported model "
-                         f"({', '.join(EXPORTED_MODELS)}); set predict.model explicitly")
+                         f"({', '.join(EXPORT_KINDS)}); set predict.model explicitly")
     return model
 
 
@@ -84,7 +88,7 @@ def evaluation_matches_export(evaluation: dict[str, Any], report: dict[str, Any]
                  for name, check in (report.get("models") or {}).items()}
     described = {name: sha for name, sha in described.items() if sha}
     measured = {name: (evaluation.get(name) or {}).get("sha256")
-                for name in EXPORTED_MODELS if name in evaluation}
+                for name in EXPORT_KINDS if name in evaluation}
     return bool(described) and described == measured
 
 
@@ -101,7 +105,7 @@ def evaluated_recommendation(evaluation: dict[str, Any] | None, report: dict[str
                        "the export report; run `kedro run --pipelines=evaluation` to update it")
         return None
     return ship_recommendation({name: row for name, row in evaluation.items()
-                                if name in EXPORTED_MODELS})
+                                if name in EXPORT_KINDS})
 
 
 def provenance_warning(name: str, sha256: str, report: dict[str, Any]) -> str | None:

@@ -16,30 +16,32 @@ from ft_pipelines.core.evaluation import (
     mark_not_recommended,
     render_report,
 )
-from ft_pipelines.core.export import OnnxModel, score_onnx
+from ft_pipelines.core.export import EXPORT_KINDS, OnnxModel, score_onnx
 from ft_pipelines.params import EvaluationParams, RuntimeParams
 
 
 def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_model: nn.Module,
-             pruning_summary: dict, finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
-             pruned_int8: OnnxModel | None, export_report: dict[str, Any], images: pd.DataFrame,
+             pruning_summary: dict, export_report: dict[str, Any], images: pd.DataFrame,
              class_names: list[str], evaluation: EvaluationParams, decode_cache_dir: str | None,
-             runtime: RuntimeParams) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
-    """PyTorch rows, the exported ONNX/int8 rows (onnxruntime, same threads) and baselines."""
+             runtime: RuntimeParams, **exported_models: OnnxModel | None
+             ) -> tuple[dict, pd.DataFrame, dict[str, Figure]]:
+    """PyTorch rows, a row per exported model kind (onnxruntime, same threads) and baselines.
+
+    ``exported_models``: every registered kind by name; an optional one never made is None."""
     size = finetuned_model.backbone_cfg.input_size
     splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
     exported = {name: score_onnx(model, splits["test"], class_names, evaluation.throughput_batch)
-                for name, model in (("finetuned_onnx", finetuned_onnx),
-                                    ("pruned_onnx", pruned_onnx), ("pruned_int8", pruned_int8))
-                if isinstance(model, OnnxModel)}  # pruned_int8 is absent with quantize: null
+                for name, model in exported_models.items() if isinstance(model, OnnxModel)}
     results, _, figures = evaluate_models(models, splits, class_names, evaluation, runtime,
                                           exported)
-    int8_check = (export_report.get("models") or {}).get("pruned_int8") or {}
-    if "pruned_int8" in results and int8_check.get("recommended") is False:
-        mark_not_recommended(results, "pruned_int8", int8_check["reason"])
-    flag_rejected_pruning(results, pruning_summary, rows=("pruned", "pruned_onnx", "pruned_int8"))
+    checks = export_report.get("models") or {}
+    for name in exported:
+        if (checks.get(name) or {}).get("recommended") is False:
+            mark_not_recommended(results, name, checks[name]["reason"])
+    pruned_rows = ("pruned", *(kind.name for kind in EXPORT_KINDS.values() if kind.pruned))
+    flag_rejected_pruning(results, pruning_summary, rows=pruned_rows)
     return results, comparison_table(results), figures
 
 

@@ -1,6 +1,11 @@
 from kedro.pipeline import Node, Pipeline
 
+from ft_pipelines.core.export import EXPORT_KINDS
 from ft_pipelines.pipelines.evaluation.nodes import evaluate, write_report
+
+
+def _same_names(*datasets: str) -> dict[str, str]:
+    return {name: name for name in datasets}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -8,10 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 evaluate,
-                inputs=["pretrained_model", "finetuned_model", "pruned_model", "pruning_summary",
-                        "finetuned_onnx", "pruned_onnx", "pruned_int8", "export_report",
-                        "images", "class_names", "params:evaluation",
-                        "params:ingestion.decode_cache_dir", "params:runtime"],
+                inputs={**_same_names("pretrained_model", "finetuned_model", "pruned_model",
+                                      "pruning_summary", "export_report", "images",
+                                      "class_names", *EXPORT_KINDS),
+                        "evaluation": "params:evaluation",
+                        "decode_cache_dir": "params:ingestion.decode_cache_dir",
+                        "runtime": "params:runtime"},
                 outputs=["evaluation_metrics", "comparison_table", "confusion_matrices"],
                 name="evaluate_models",
             ),

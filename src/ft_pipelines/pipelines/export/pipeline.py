@@ -1,41 +1,24 @@
 from kedro.pipeline import Node, Pipeline
 
-from ft_pipelines.pipelines.export.nodes import (
-    export_finetuned,
-    export_pruned,
-    quantize_pruned,
-    write_export_report,
-)
+from ft_pipelines.core.export import EXPORT_KINDS
+from ft_pipelines.pipelines.export.nodes import export_node, write_export_report
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """One node per registered exported model kind, then the export report."""
+    kinds = list(EXPORT_KINDS.values())
     return Pipeline(
         [
-            Node(
-                export_finetuned,
-                inputs=["finetuned_model", "images", "class_names", "params:export",
-                        "params:ingestion.decode_cache_dir"],
-                outputs=["finetuned_onnx", "finetuned_onnx_check"],
-                name="export_finetuned_onnx",
-            ),
-            Node(
-                export_pruned,
-                inputs=["pruned_model", "images", "class_names", "params:export",
-                        "params:ingestion.decode_cache_dir"],
-                outputs=["pruned_onnx", "pruned_onnx_check"],
-                name="export_pruned_onnx",
-            ),
-            Node(
-                quantize_pruned,
-                inputs=["pruned_onnx", "images", "params:export",
-                        "params:ingestion.decode_cache_dir"],
-                outputs=["pruned_int8", "pruned_int8_check"],
-                name="quantize_pruned_int8",
-            ),
+            *(Node(export_node(kind),
+                   inputs=[kind.source, "images", "class_names", "params:export",
+                           "params:ingestion.decode_cache_dir"],
+                   outputs=[kind.name, f"{kind.name}_check"],
+                   name=kind.node_name)
+              for kind in kinds),
             Node(
                 write_export_report,
-                inputs=["finetuned_onnx_check", "pruned_onnx_check", "pruned_int8_check",
-                        "params:export"],
+                inputs={"export": "params:export",
+                        **{f"{kind.name}_check": f"{kind.name}_check" for kind in kinds}},
                 outputs="export_report",
                 name="write_export_report",
             ),

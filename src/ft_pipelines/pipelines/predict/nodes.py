@@ -11,6 +11,7 @@ from ft_pipelines.core.export import (
     CPU,
     OnnxModel,
     OnnxRunner,
+    always_exported,
     evaluated_recommendation,
     iter_inputs,
     predict_rows,
@@ -25,29 +26,27 @@ logger = logging.getLogger(__name__)
 DEFAULT_MLFLOW = MlflowParams()  # frozen: safe to share as a default
 
 
-def predict_images(finetuned_onnx: OnnxModel, pruned_onnx: OnnxModel,
-                   pruned_int8: OnnxModel | None, export_report: dict[str, Any],
-                   predict: PredictParams,
+def predict_images(export_report: dict[str, Any], predict: PredictParams,
                    evaluation_metrics: dict[str, Any] | None = None,
-                   mlflow: MlflowParams = DEFAULT_MLFLOW) -> pd.DataFrame:
+                   mlflow: MlflowParams = DEFAULT_MLFLOW,
+                   **exported_models: OnnxModel | None) -> pd.DataFrame:
     """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
 
+    ``exported_models``: every registered exported kind by name (None: never made).
     ``predict.model: auto`` ships what the evaluation recommends among the exported models
     (``None`` here when no evaluation was ever saved: then the export report's choice);
     ``registry`` labels with a version of the MLflow registered model."""
     if predict.model == "registry":
         model, described = _registered(predict, mlflow)
         return _label(model, described, predict)
-    models = {"finetuned_onnx": finetuned_onnx, "pruned_onnx": pruned_onnx,
-              "pruned_int8": pruned_int8}
     evaluated = (evaluated_recommendation(evaluation_metrics, export_report)
                  if predict.model == "auto" else None)
     name = resolve_model_choice(predict.model, export_report.get("recommendation"), evaluated)
-    model = models[name]
+    model = exported_models.get(name)
     if model is None:
         raise ValueError(f"predict.model resolves to {name}, which has never been exported: run "
-                         "`kedro run --pipelines=export` with export.quantize: int8, or set "
-                         "predict.model: pruned_onnx")
+                         f"`kedro run --pipelines=export` (for pruned_int8 with export.quantize: "
+                         f"int8), or set predict.model: {always_exported()}")
     warning = provenance_warning(name, model.sha256, export_report)
     if warning:
         logger.warning(warning)

@@ -1,5 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
+from ft_pipelines.core.export import EXPORT_KINDS
 from ft_pipelines.pipelines.predict.nodes import predict_images
 
 
@@ -8,8 +9,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 predict_images,
-                inputs=["finetuned_onnx", "pruned_onnx", "pruned_int8", "export_report",
-                        "params:predict", "evaluation_metrics", "params:mlflow"],
+                inputs={"export_report": "export_report", "predict": "params:predict",
+                        "evaluation_metrics": "evaluation_metrics", "mlflow": "params:mlflow",
+                        **{name: name for name in EXPORT_KINDS}},
                 outputs="predictions",
                 name="predict_images",
             ),
