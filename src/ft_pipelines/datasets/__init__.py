@@ -9,7 +9,7 @@ from ft_pipelines.datasets.atomic import (
     AtomicTextDataset,
 )
 from ft_pipelines.datasets.model_artifact import ModelArtifactDataset
-from ft_pipelines.datasets.onnx_model import OnnxModelDataset
+from ft_pipelines.datasets.onnx_model import ExportReportDataset, OnnxModelDataset
 
 __all__ = [
     "AtomicJSONDataset",
@@ -17,6 +17,7 @@ __all__ = [
     "AtomicParquetDataset",
     "AtomicSaveMixin",
     "AtomicTextDataset",
+    "ExportReportDataset",
     "ModelArtifactDataset",
     "OnnxModelDataset",
 ]

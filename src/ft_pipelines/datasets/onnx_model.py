@@ -16,6 +16,7 @@ from kedro.io.core import DatasetError, VersionNotFoundError
 
 from ft_pipelines.core.export import NotExported, OnnxModel
 from ft_pipelines.core.export.artifact import SIDECAR_FIX, SidecarError
+from ft_pipelines.datasets.atomic import AtomicJSONDataset
 from ft_pipelines.datasets.versions import VersionedPathsMixin
 
 logger = logging.getLogger(__name__)
@@ -135,3 +136,10 @@ class OnnxModelDataset(VersionedPathsMixin,
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version,
                 "missing_ok": self._missing_ok}
+
+
+class ExportReportDataset(AtomicJSONDataset):
+    """The export report (JSON), whose missing first version says how to export: ``predict``
+    loads it before the models, so on a fresh clone this is the error a user sees."""
+
+    first_version_fix = OnnxModelDataset.first_version_fix
