@@ -348,7 +348,8 @@ class MlflowTrackingHook(MlflowHook):
         the decision goes to the log, the report, the run (tags, reports/promotion.json)."""
         evaluation = self.catalog.load("evaluation_metrics")
         export_report = self.catalog.load("export_report")
-        chosen = evaluated_recommendation(evaluation, export_report) or {
+        plan = self.catalog.load("finetune_plan")
+        chosen = evaluated_recommendation(evaluation, export_report, plan) or {
             "model": None, "reason": "the evaluation measured other exported files than the "
                                      "export report describes"}
         name = chosen.get("model")

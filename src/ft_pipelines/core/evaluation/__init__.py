@@ -23,6 +23,7 @@ from ft_pipelines.core.evaluation.report import (
     flag_rejected_pruning,
     mark_not_recommended,
     render_report,
+    ship_metric,
     ship_recommendation,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "pixel_baselines",
     "predict",
     "render_report",
+    "ship_metric",
     "ship_recommendation",
     "timed_calls_ms",
     "timing_settings",

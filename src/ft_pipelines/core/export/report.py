@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ft_pipelines.core.evaluation import ship_recommendation
+from ft_pipelines.core.evaluation import ship_metric, ship_recommendation
 from ft_pipelines.core.export.kinds import EXPORT_KINDS, always_exported, kinds_by_preference
 from ft_pipelines.core.export.verify import compare_logits, top1
 
@@ -92,11 +92,13 @@ def evaluation_matches_export(evaluation: dict[str, Any], report: dict[str, Any]
     return bool(described) and described == measured
 
 
-def evaluated_recommendation(evaluation: dict[str, Any] | None, report: dict[str, Any]
-                             ) -> dict[str, Any] | None:
+def evaluated_recommendation(evaluation: dict[str, Any] | None, report: dict[str, Any],
+                             plan: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The evaluation's "which model to ship" among the exported rows (a PyTorch row may be
-    its fastest, but only exported files can label images), or None when there is no
-    evaluation or it measured other files than ``report`` describes (an export ran after it)."""
+    its fastest, but only exported files can label images), ranked as the evaluation report
+    ranks them (macro-F1 when ``plan`` found the training data imbalanced, else top-1); None
+    when there is no evaluation or it measured other files than ``report`` describes (an
+    export ran after it)."""
     if not evaluation:
         return None
     if not evaluation_matches_export(evaluation, report):
@@ -104,8 +106,9 @@ def evaluated_recommendation(evaluation: dict[str, Any] | None, report: dict[str
                        "report describes (an export ran after it): predict.model=auto follows "
                        "the export report; run `kedro run --pipelines=evaluation` to update it")
         return None
+    metric, _ = ship_metric(plan or {})
     return ship_recommendation({name: row for name, row in evaluation.items()
-                                if name in EXPORT_KINDS})
+                                if name in EXPORT_KINDS}, metric)
 
 
 def provenance_warning(name: str, sha256: str, report: dict[str, Any]) -> str | None:

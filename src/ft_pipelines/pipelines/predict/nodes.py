@@ -29,17 +29,19 @@ DEFAULT_MLFLOW = MlflowParams()  # frozen: safe to share as a default
 def predict_images(export_report: dict[str, Any], predict: PredictParams,
                    evaluation_metrics: dict[str, Any] | None = None,
                    mlflow: MlflowParams = DEFAULT_MLFLOW,
+                   finetune_plan: dict[str, Any] | None = None,
                    **exported_models: OnnxModel | None) -> pd.DataFrame:
     """One row per file under ``predict.path`` with the chosen model's top-1 and top-5.
 
     ``exported_models``: every registered exported kind by name (None: never made).
     ``predict.model: auto`` ships what the evaluation recommends among the exported models
-    (``None`` here when no evaluation was ever saved: then the export report's choice);
+    (ranked by macro-F1 when ``finetune_plan`` found the data imbalanced, as the report does;
+    ``None`` here when no evaluation was ever saved: then the export report's choice);
     ``registry`` labels with a version of the MLflow registered model."""
     if predict.model == "registry":
         model, described = _registered(predict, mlflow)
         return _label(model, described, predict)
-    evaluated = (evaluated_recommendation(evaluation_metrics, export_report)
+    evaluated = (evaluated_recommendation(evaluation_metrics, export_report, finetune_plan)
                  if predict.model == "auto" else None)
     name = resolve_model_choice(predict.model, export_report.get("recommendation"), evaluated)
     model = exported_models.get(name)

@@ -11,6 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 predict_images,
                 inputs={"export_report": "export_report", "predict": "params:predict",
                         "evaluation_metrics": "evaluation_metrics", "mlflow": "params:mlflow",
+                        "finetune_plan": "finetune_plan",
                         **{name: name for name in EXPORT_KINDS}},
                 outputs="predictions",
                 name="predict_images",
