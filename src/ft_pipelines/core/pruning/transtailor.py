@@ -31,6 +31,7 @@ from ft_pipelines.core.pruning.importance import example_inputs, normalised_batc
 from ft_pipelines.core.pruning.settings import PruningParams
 from ft_pipelines.core.pruning.structural import prune_by_importance
 from ft_pipelines.core.regularizers import L2SP, CompositeRegularizer
+from ft_pipelines.core.strategy.budget import resolve_budget
 from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
@@ -133,6 +134,24 @@ def _train_config(runtime: RuntimeParams, **settings: Any) -> TrainConfig:
     return TrainConfig(device=runtime.device, precision=runtime.precision, **settings)
 
 
+def recovery_budget(params: PruningParams, train_images: int, runtime: RuntimeParams
+                    ) -> dict[str, Any]:
+    """The recovery after each pruning step: ``max(recovery_epochs x steps_per_epoch,
+    recovery_min_steps)`` optimiser steps, trained as whole epochs (``epochs``). Counted in
+    steps because a small data set (7 steps an epoch) is not recovered by 2 epochs: the search
+    judged every step over the budget (docs/performance.md). ``recovery_epochs: 0`` turns the
+    recovery off whatever the floor."""
+    batch_size = _train_config(runtime, epochs=1).batch_size
+    if params.recovery_epochs == 0:
+        return {"epochs": 0, "steps": 0, "batch_size": batch_size,
+                "reason": "recovery_epochs 0: no recovery"}
+    budget = resolve_budget({"epochs": params.recovery_epochs,
+                             "min_steps": params.recovery_min_steps},
+                            max(1, train_images), batch_size)
+    return {key: budget[key] for key in ("epochs", "steps", "trained_steps", "steps_per_epoch",
+                                         "batch_size", "reason")}
+
+
 def _feature_floor(model: nn.Module, params: PruningParams) -> int:
     num_classes = getattr(_classifier(model), "out_features", 1)
     return max(num_classes, params.min_feature_channels)
@@ -177,10 +196,11 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
     seed = params.seed
+    recovery = recovery_budget(params, len(splits["train"]), runtime)
 
     def recover(pruned: nn.Module, step: int) -> None:
-        if step + 1 < params.steps and params.recovery_epochs > 0:
-            config = _train_config(runtime, epochs=params.recovery_epochs,
+        if step + 1 < params.steps and recovery["epochs"] > 0:
+            config = _train_config(runtime, epochs=recovery["epochs"],
                                    lr_pretrained=params.lr, lr_new=params.lr,
                                    seed=seed + 100 + step, warmup_epochs=0.0, progress=False)
             _train(pruned, splits, config,
@@ -205,8 +225,8 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
                 teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, list[int]]]:
     """One step of the search: a copy of ``parent`` (already pruned by ``removed_before``,
     original indices) loses ``share`` of its MACs or channels in one go, then recovers for
-    ``recovery_epochs`` (distilled from ``teacher``). Returns (the pruned copy, original
-    indices removed in all)."""
+    :func:`recovery_budget`'s epochs (distilled from ``teacher``). Returns (the pruned copy,
+    original indices removed in all)."""
     model = copy.deepcopy(parent).cpu()
     model.requires_grad_(True)
     target = "channels" if params.target == "channels" else "macs"  # latency: via MACs
@@ -217,8 +237,9 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
         feature_floor=_feature_floor(model, params), original_channels=original,
         macs_tolerance=STEP_MACS_TOLERANCE)
     removed = to_original(table, removed_before, summary["removed_channels"])
-    if params.recovery_epochs > 0:
-        _finetune(model, table, removed, splits, params, runtime, params.recovery_epochs,
+    epochs = recovery_budget(params, len(splits["train"]), runtime)["epochs"]
+    if epochs > 0:
+        _finetune(model, table, removed, splits, params, runtime, epochs,
                   params.seed + 100 + index, checkpoint_dir, teacher, progress=False)
     return model.cpu(), removed
 
@@ -270,7 +291,8 @@ def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
         "val_drop_points": kept["val_drop_points"], "max_val_drop": params.max_val_drop,
-        "distill": _plain(params.distill), "accepted": accepted, "attempts": attempts})
+        "distill": _plain(params.distill), "accepted": accepted, "attempts": attempts,
+        "recovery": recovery_budget(params, len(splits["train"]), runtime)})
     _warn_if_rejected(summary)
     return pruned, summary, history
 
@@ -328,6 +350,8 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     then importance-aware fine-tuning of the kept step."""
     target = params.target
     original = _channel_counts(model)
+    logger.info("Pruning search: each step recovers for %s",
+                recovery_budget(params, len(splits["train"]), runtime)["reason"])
     first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, runtime),
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
@@ -357,6 +381,7 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     summary = {
         "target": target, "ratio": "auto", "share": settings.share,
         "max_ratio": settings.max_ratio, "distill": _plain(params.distill),
+        "recovery": recovery_budget(params, len(splits["train"]), runtime),
         "cost_removed": 1.0 - kept["cost_fraction"],
         "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
         "max_layer_ratio": params.max_layer_ratio,
