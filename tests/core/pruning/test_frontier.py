@@ -178,7 +178,7 @@ def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch)
     model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
     x = torch.randn(1, 3, 32, 32)
     table = table_for(model, l1_scores(model), x, [model.classifier])
-    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads: {
+    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads, reference=None: {
         "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
     monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
     params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.3,
@@ -278,3 +278,34 @@ def test_search_steps_recover_for_the_minimum_of_optimiser_steps(bundled_backbon
     assert searched >= 1
     assert epochs_trained == [3] * searched + [1]  # each step's recovery, then the fine-tuning
     assert summary["recovery"]["epochs"] == 3 and summary["recovery"]["steps_per_epoch"] == 1
+
+
+def test_each_step_is_timed_against_the_unpruned_export_in_the_same_rounds(bundled_backbone,
+                                                                           monkeypatch):
+    """The search times with the evaluation's interleaved timer: every pruned step alternates
+    with the unpruned export, and target: latency uses the within-round ratio as the cost."""
+    from ft_pipelines.core.pruning import frontier as frontier_module
+
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    table = table_for(model, l1_scores(model), torch.randn(1, 3, 32, 32), [model.classifier])
+    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    calls = []
+    real = frontier_module.compare_timings
+
+    def spy(models, batch, **kwargs):
+        calls.append((sorted(models), kwargs.get("reference"), kwargs["rounds"]))
+        return real(models, batch, **kwargs)
+
+    monkeypatch.setattr(frontier_module, "compare_timings", spy)
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.3, "max_ratio": 0.3,
+              "target": "latency", "recovery_epochs": 0, "finetune_epochs": 1,
+              "max_layer_ratio": 0.75, "round_to": None, "min_feature_channels": 16,
+              "max_val_drop": 1.0, "max_attempts": 1}
+    _, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+    steps = summary["steps"][1:]
+    assert steps and calls[0] == (["step"], None, 5)  # the unpruned model alone, step 0
+    assert calls[1:] == [(["step", "unpruned"], "unpruned", 5)] * len(steps)
+    for row in steps:
+        assert row["cost_fraction"] == row["ort_latency_ratio"] > 0
+        assert row["ort_throughput_ratio"] > 0

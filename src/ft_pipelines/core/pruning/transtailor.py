@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.export import OnnxRunner
 from ft_pipelines.core.pruning.baselines import feeding_convs
 from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
 from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
     frontier_search,
+    onnx_runner,
     step_costs,
     surviving_table,
     timing_rank,
@@ -309,9 +311,21 @@ def _channel_counts(model: nn.Module) -> dict[str, int]:
             if isinstance(module, nn.BatchNorm2d)}
 
 
+def _latency_fraction(row: dict[str, Any], first: dict[str, Any]) -> float | None:
+    """A step's latency as a fraction of the unpruned model's: the within-round ratio when the
+    step was timed against it (``onnx_timings``), else the ratio of the two medians."""
+    if row.get("ort_latency_ratio") is not None:
+        return row["ort_latency_ratio"]
+    if row["ort_latency_ms"] is None or first["ort_latency_ms"] is None:
+        return None
+    return row["ort_latency_ms"] / first["ort_latency_ms"]
+
+
 def _cost_fraction(target: str, row: dict[str, Any], first: dict[str, Any]) -> float | None:
     """A step's remaining cost as a fraction of the unpruned model's (``first``: step 0)."""
-    key = {"macs": "macs", "channels": "channels", "latency": "ort_latency_ms"}[target]
+    if target == "latency":
+        return _latency_fraction(row, first)
+    key = {"macs": "macs", "channels": "channels"}[target]
     if row[key] is None or first[key] is None:
         return None  # a rank that does not time: rank 0's value is used (rank0_decides)
     return row[key] / first[key]
@@ -325,7 +339,7 @@ def _pruning_share(target: str, share: float, parent: dict[str, Any], first: dic
     if target != "latency":
         return share
     macs_removed = 1.0 - parent["macs"] / first["macs"]
-    latency_removed = 1.0 - parent["ort_latency_ms"] / first["ort_latency_ms"]
+    latency_removed = 1.0 - (_latency_fraction(parent, first) or 1.0)
     elasticity = 1.0
     if macs_removed > 0.01 and latency_removed > 0.01:
         elasticity = min(4.0, max(0.25, latency_removed / macs_removed))
@@ -336,9 +350,11 @@ def _plain(distill: Any) -> dict[str, Any] | None:
     return None if distill is None else distill.model_dump()
 
 
-def _measured_row(model: nn.Module, runtime: RuntimeParams) -> dict[str, Any]:
-    """MACs, parameters, channels and (rank 0's) onnxruntime timings, the same on every rank."""
-    row = {**step_costs(model, runtime.threads, timing_rank()),
+def _measured_row(model: nn.Module, runtime: RuntimeParams,
+                  reference: OnnxRunner | None = None) -> dict[str, Any]:
+    """MACs, parameters, channels and (rank 0's) onnxruntime timings, against ``reference``
+    (the unpruned export) in the same rounds when given; the same on every rank."""
+    row = {**step_costs(model, runtime.threads, timing_rank(), reference),
            "channels": sum(_channel_counts(model).values())}
     return rank0_decides(row)
 
@@ -352,6 +368,8 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     original = _channel_counts(model)
     logger.info("Pruning search: each step recovers for %s",
                 recovery_budget(params, len(splits["train"]), runtime)["reason"])
+    # every step is timed against the unpruned export in the same rounds (rank 0 times)
+    unpruned = onnx_runner(model, runtime.threads) if timing_rank() else None
     first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, runtime),
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
@@ -362,7 +380,7 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
         prune_share = _pruning_share(target, share, parent_row, first)
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
                                       runtime, prune_share, index, directory, teacher=model)
-        row = _measured_row(pruned, runtime)
+        row = _measured_row(pruned, runtime, unpruned)
         details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
         return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
                            _cost_fraction(target, row, first), details)
