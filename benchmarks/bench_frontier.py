@@ -88,7 +88,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                    "recovery_min_steps": 40},
 }
 FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "recovery_epochs",
-          "recovery_min_steps", "recovery_trained_epochs", "step", "threads", "train_images", "test_images", "finetuned_test_top1",
+          "recovery_min_steps", "recovery_trained_epochs", "step", "threads", "train_images",
+          "test_images", "finetuned_test_top1",
           "test_top1", "val_top1_finetuned", "val_top1", "accepted", "search_steps",
           "macs_ratio", "params_ratio", "finetuned_latency_ms", "finetuned_latency_spread_ms",
           "latency_ms", "latency_spread_ms", "latency_ratio", "finetuned_throughput",
