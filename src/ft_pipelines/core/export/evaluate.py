@@ -112,6 +112,9 @@ def calibrate_onnx(model: OnnxModel, val: ImageData, *, threads: int | None = No
             "temperature": 1.0, "skipped": "no validation images to fit a temperature on"}
     logits = OnnxRunner(model, CPU, threads).logits(val.images.numpy())
     fitted = fit_calibration(logits, val.labels.numpy())
-    logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
-                fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
+    if fitted["not_applied"]:
+        logger.info("%s: temperature 1 kept: %s", model.precision, fitted["not_applied"])
+    else:
+        logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
+                    fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
     return model.with_graph(model.model_bytes, temperature=fitted["temperature"]), fitted
