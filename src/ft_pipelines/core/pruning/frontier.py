@@ -175,15 +175,16 @@ def onnx_runner(model: nn.Module, threads: int | None) -> OnnxRunner:
     return OnnxRunner(exported, threads=threads)
 
 
-def onnx_timings(model: nn.Module, threads: int | None, reference: OnnxRunner | None = None
-                 ) -> dict[str, float]:
+def onnx_timings(model: nn.Module, threads: int | None, reference: OnnxRunner | None = None,
+                 runner: OnnxRunner | None = None) -> dict[str, float]:
     """onnxruntime latency at batch 1 (median of the rounds, ms, and its spread) and throughput
     at batch 64 of ``model``, timed by ``compare_timings`` (the evaluation's and the export's
     timer) against ``reference`` (the unpruned export) in the same rounds when given: then
     ``ort_latency_ratio`` / ``ort_throughput_ratio`` are within-round ratios to it, which
-    drift in the machine's load between steps does not bias."""
+    drift in the machine's load between steps does not bias. ``runner``: ``model``'s session
+    when the caller has one already (the unpruned export, step 0)."""
     batch = SEARCH_TIMING.throughput_batch
-    timed = {"step": onnx_timed_model(onnx_runner(model, threads), batch)}
+    timed = {"step": onnx_timed_model(runner or onnx_runner(model, threads), batch)}
     if reference is not None:
         timed["unpruned"] = onnx_timed_model(reference, batch)
     result = compare_timings(timed, batch, reference="unpruned" if reference else None,
@@ -207,14 +208,15 @@ def _num_outputs(model: nn.Module, size: int) -> int:
         model.train(was_training)
 
 
-def step_costs(model: nn.Module, threads: int | None, timed: bool,
-               reference: OnnxRunner | None = None) -> dict[str, Any]:
+def step_costs(model: nn.Module, threads: int | None, timed: bool,  # noqa: PLR0917
+               reference: OnnxRunner | None = None, runner: OnnxRunner | None = None
+               ) -> dict[str, Any]:
     """A step's row: MACs and parameters, and (on the rank that times, ``timed``) onnxruntime
     latency and throughput (against ``reference``, see :func:`onnx_timings`); other ranks
     record None (they use rank 0's via rank0_decides)."""
     size = int(model.backbone_cfg.input_size)
     macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))
-    timings = onnx_timings(model, threads, reference) if timed else {
+    timings = onnx_timings(model, threads, reference, runner) if timed else {
         "ort_latency_ms": None, "ort_throughput": None}
     return {"macs": int(macs), "params": int(params), **timings}
 

@@ -351,10 +351,12 @@ def _plain(distill: Any) -> dict[str, Any] | None:
 
 
 def _measured_row(model: nn.Module, runtime: RuntimeParams,
-                  reference: OnnxRunner | None = None) -> dict[str, Any]:
+                  reference: OnnxRunner | None = None, runner: OnnxRunner | None = None
+                  ) -> dict[str, Any]:
     """MACs, parameters, channels and (rank 0's) onnxruntime timings, against ``reference``
-    (the unpruned export) in the same rounds when given; the same on every rank."""
-    row = {**step_costs(model, runtime.threads, timing_rank(), reference),
+    (the unpruned export) in the same rounds when given (``runner``: ``model``'s session when
+    there is one); the same on every rank."""
+    row = {**step_costs(model, runtime.threads, timing_rank(), reference, runner),
            "channels": sum(_channel_counts(model).values())}
     return rank0_decides(row)
 
@@ -370,7 +372,8 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
                 recovery_budget(params, len(splits["train"]), runtime)["reason"])
     # every step is timed against the unpruned export in the same rounds (rank 0 times)
     unpruned = onnx_runner(model, runtime.threads) if timing_rank() else None
-    first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, runtime),
+    first = {"step": 0, "attempt": 0, "ratio": 0.0,
+             **_measured_row(model, runtime, runner=unpruned),
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
 
