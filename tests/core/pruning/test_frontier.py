@@ -178,8 +178,10 @@ def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch)
     model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
     x = torch.randn(1, 3, 32, 32)
     table = table_for(model, l1_scores(model), x, [model.classifier])
-    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads, reference=None, runner=None: {
-        "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
+    monkeypatch.setattr(
+        frontier_module, "onnx_timings", lambda m, threads, reference=None, runner=None: {
+            "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6),
+            "ort_throughput": 1.0})
     monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
     params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.3,
               "target": "latency",
