@@ -68,7 +68,7 @@ logger = logging.getLogger("bench_frontier")
 
 #: the recovery every variant but ``auto-new`` uses: conf/base's until the default became
 #: ``ratio: auto``, ``step: 0.5``, ``recovery_epochs: 2`` (pinned, so rows stay comparable)
-OLD = {"step": 0.4, "recovery_epochs": 1}
+OLD = {"step": 0.4, "recovery_epochs": 1, "recovery_min_steps": 0}
 #: variant name -> overrides of conf/base's ``pruning`` block
 VARIANTS: dict[str, dict[str, Any]] = {
     "fixed-0.30": {**OLD, "ratio": 0.3, "target": "macs"},
@@ -78,13 +78,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto-macs-nodistill": {**OLD, "ratio": "auto", "target": "macs", "distill": None},
     "auto-latency": {**OLD, "ratio": "auto", "target": "latency"},
     "auto-latency-nodistill": {**OLD, "ratio": "auto", "target": "latency", "distill": None},
-    # the default since this benchmark: 3 steps of 2 recovery epochs
-    "auto-new": {"ratio": "auto", "target": "macs", "step": 0.5, "recovery_epochs": 2},
+    # the default this benchmark led to: 3 steps of 2 recovery epochs (no step floor)
+    "auto-new": {"ratio": "auto", "target": "macs", "step": 0.5, "recovery_epochs": 2,
+                 "recovery_min_steps": 0},
     "auto-new-nodistill": {"ratio": "auto", "target": "macs", "step": 0.5,
-                           "recovery_epochs": 2, "distill": None},
+                           "recovery_epochs": 2, "recovery_min_steps": 0, "distill": None},
+    # today's default: 2 recovery epochs but at least 40 optimiser steps per step
+    "auto-steps": {"ratio": "auto", "target": "macs", "step": 0.5, "recovery_epochs": 2,
+                   "recovery_min_steps": 40},
 }
 FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "recovery_epochs",
-          "step", "threads", "train_images", "test_images", "finetuned_test_top1",
+          "recovery_min_steps", "recovery_trained_epochs", "step", "threads", "train_images",
+          "test_images", "finetuned_test_top1",
           "test_top1", "val_top1_finetuned", "val_top1", "accepted", "search_steps",
           "macs_ratio", "params_ratio", "finetuned_latency_ms", "finetuned_latency_spread_ms",
           "latency_ms", "latency_spread_ms", "latency_ratio", "finetuned_throughput",
@@ -137,8 +142,7 @@ def finetune_once(splits: dict[str, ImageData], profile: dict, params: dict[str,
     sample = stratified_subset(splits["train"], similarity.get("max_images"),
                                int(similarity.get("seed", 0)))
     metrics, layers = similarity_report(backbone, sample, similarity)
-    finetune = {**params["finetune"], "seed": seed, "progress": False, "resume": False,
-                "checkpoint_dir": None}
+    finetune = {**params["finetune"], "seed": seed, "progress": False, "resume": False}
     plan = select_strategy(profile, metrics, layers, metrics["blocks"], params["strategy"],
                            batch_size=int(finetune["batch_size"]))
     torch.manual_seed(seed)  # the new head is drawn from torch's global generator
@@ -213,7 +217,10 @@ def run_cell(ctx: Context, variant: str, pruning: dict[str, Any], threads: int,
     steps = summary.get("steps") or []
     row = {"variant": variant, "ratio": pruning["ratio"], "target": pruning["target"],
            "distill": pruning.get("distill") is not None,
-           "recovery_epochs": pruning["recovery_epochs"], "step": pruning["step"],
+           "recovery_epochs": pruning["recovery_epochs"],
+           "recovery_min_steps": pruning.get("recovery_min_steps"),
+           "recovery_trained_epochs": (summary.get("recovery") or {}).get("epochs"),
+           "step": pruning["step"],
            "test_top1": test_top1(model, ctx.splits["test"]),
            "val_top1_finetuned": summary["val_top1_finetuned"], "val_top1": summary["val_top1"],
            "accepted": summary["accepted"], "search_steps": max(0, len(steps) - 1),

@@ -42,9 +42,10 @@ def test_the_temperature_fitted_on_an_overconfident_model_lowers_its_ece():
 def test_the_fit_minimises_nll_and_stays_in_range():
     logits, labels = calibrated_toy(500, seed=2)
     fitted = fit_calibration(logits, labels)
-    t = fitted["temperature"]
+    t = fitted["fitted_temperature"]  # the NLL optimum (applied or not, see below)
     assert nll(logits, labels, t) <= min(nll(logits, labels, t * 0.9),
                                          nll(logits, labels, t * 1.1))
+    assert fitted["nll_fitted"] <= fitted["nll_uncalibrated"]
     assert fitted["nll"] <= fitted["nll_uncalibrated"]
     # perfectly separable data: NLL keeps falling as T -> 0; the range stops it
     separable = np.eye(3)[np.arange(30) % 3] * 10
@@ -59,3 +60,27 @@ def test_bad_inputs_are_refused():
         fit_temperature(np.array([[np.nan, 0.0]]), np.array([0]))
     with pytest.raises(ValueError, match="temperature must be"):
         softmax(np.zeros((1, 2)), 0.0)
+
+
+def test_a_temperature_that_raises_the_validation_ece_is_not_applied():
+    """A real toy case (60 images, 3 classes) where the NLL optimum (T = 0.75) lowers the
+    validation NLL but raises its ECE (0.095 -> 0.155): T = 1 is kept, and the summary says
+    what was fitted and why it was not applied. The separable split (T at the range's end)
+    keeps T = 1 too; the overconfident model's T is applied."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 60)
+    logits = rng.normal(0, 1, (60, 3))
+    logits[np.arange(60), labels] += rng.uniform(0.5, 4)  # one margin for every image
+    fitted = fit_calibration(logits, labels)
+    assert fitted["fitted_temperature"] == pytest.approx(0.75, abs=0.01)
+    assert fitted["nll_fitted"] < fitted["nll_uncalibrated"]
+    assert fitted["ece_fitted"] > fitted["ece_uncalibrated"]
+    assert fitted["temperature"] == 1.0 and fitted["ece"] == fitted["ece_uncalibrated"]
+    assert "raises its ECE" in fitted["not_applied"]
+    separable = fit_calibration(np.eye(3)[np.arange(30) % 3] * 10, np.arange(30) % 3)
+    assert separable["temperature"] == 1.0 and "separable" in separable["not_applied"]
+    val_logits, val_labels = calibrated_toy(3000, seed=0)
+    overconfident = fit_calibration(5.0 * val_logits, val_labels)
+    assert overconfident["not_applied"] is None
+    assert overconfident["temperature"] == pytest.approx(5.0, rel=0.15)
+    assert overconfident["ece"] < overconfident["ece_uncalibrated"]

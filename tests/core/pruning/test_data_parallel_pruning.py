@@ -15,6 +15,7 @@ from tests.core.training.tiny import UNGUARDED_PRUNING, tiny_data, tiny_model
 
 RUNTIME = {"device": "cpu", "precision": "fp32"}
 PARAMS = {**UNGUARDED_PRUNING, "ratio": 0.4, "target": "channels", "steps": 2, "recovery_epochs": 1,
+          "recovery_min_steps": 0,
           "finetune_epochs": 1, "lr": 0.05}
 
 pytestmark = MULTI_PROCESS

@@ -116,7 +116,7 @@ def test_auto_search_on_a_real_model_stops_where_accuracy_breaks(bundled_backbon
     monkeypatch.setattr(transtailor_module, "validation_top1",
                         lambda m, data: 0.9 if count_macs_params(m, x)[0] > 0.6 * macs0 else 0.3)
     params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.9,
-              "target": "macs",
+              "target": "macs", "recovery_min_steps": 0,
               "recovery_epochs": 1, "finetune_epochs": 1, "max_layer_ratio": 0.75,
               "round_to": 8, "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1,
               "distill": {"alpha": 0.5, "temperature": 4.0}}
@@ -178,8 +178,10 @@ def test_latency_target_steps_by_measured_latency(bundled_backbone, monkeypatch)
     model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
     x = torch.randn(1, 3, 32, 32)
     table = table_for(model, l1_scores(model), x, [model.classifier])
-    monkeypatch.setattr(frontier_module, "onnx_timings", lambda m, threads: {
-        "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6), "ort_throughput": 1.0})
+    monkeypatch.setattr(
+        frontier_module, "onnx_timings", lambda m, threads, reference=None, runner=None: {
+            "ort_latency_ms": math.sqrt(count_macs_params(m, x)[0] / 1e6),
+            "ort_throughput": 1.0})
     monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
     params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.2, "max_ratio": 0.3,
               "target": "latency",
@@ -220,7 +222,7 @@ def test_auto_search_in_two_processes_prunes_as_one_process():
 
     runtime = {"device": "cpu", "precision": "fp32"}
     params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.5, "max_ratio": 0.6,
-              "target": "channels",
+              "target": "channels", "recovery_min_steps": 0,
               "recovery_epochs": 1, "finetune_epochs": 1, "lr": 0.05, "max_val_drop": 100.0,
               "distill": {"alpha": 0.5, "temperature": 4.0}}
     model = tiny_model()
@@ -233,3 +235,79 @@ def test_auto_search_in_two_processes_prunes_as_one_process():
     assert [r["macs"] for r in summary["steps"]] == [r["macs"] for r in single_summary["steps"]]
     assert len(summary["steps"]) == 3 and all(r["ort_latency_ms"] for r in summary["steps"])
     assert set(history["processes"]) == {2}
+
+
+def test_recovery_is_counted_in_optimiser_steps_too():
+    """max(recovery_epochs x steps_per_epoch, recovery_min_steps), as whole epochs: the digits
+    demo (about 1,257 training images, 20 steps an epoch at batch 64) keeps its 2 epochs, a
+    420-image folder (7 steps an epoch) gets 6, and 0 epochs stays no recovery."""
+    from ft_pipelines.core.pruning.settings import PruningParams
+    from ft_pipelines.core.pruning.transtailor import recovery_budget
+    from ft_pipelines.core.utils.runtime import RuntimeParams
+
+    runtime = RuntimeParams()
+    defaults = PruningParams()
+    assert (defaults.recovery_epochs, defaults.recovery_min_steps) == (2, 40)
+    assert recovery_budget(defaults, 1257, runtime)["epochs"] == 2
+    folder = recovery_budget(defaults, 420, runtime)
+    assert (folder["epochs"], folder["steps_per_epoch"], folder["trained_steps"]) == (6, 7, 42)
+    off = PruningParams(recovery_epochs=0, recovery_min_steps=40)
+    assert recovery_budget(off, 420, runtime)["epochs"] == 0
+
+
+def test_search_steps_recover_for_the_minimum_of_optimiser_steps(bundled_backbone, monkeypatch):
+    """24 training images are one step an epoch: with recovery_epochs 1 and
+    recovery_min_steps 3 every search step recovers for 3 epochs (3 optimiser steps), and the
+    summary says so."""
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    table = table_for(model, l1_scores(model), torch.randn(1, 3, 32, 32), [model.classifier])
+    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    epochs_trained = []
+    real_train = transtailor_module._train
+
+    def spy(pruned, splits, config, *args, **kwargs):
+        epochs_trained.append(config.epochs)
+        return real_train(pruned, splits, config, *args, **kwargs)
+
+    monkeypatch.setattr(transtailor_module, "_train", spy)
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.3, "max_ratio": 0.3,
+              "target": "macs", "recovery_epochs": 1, "recovery_min_steps": 3,
+              "finetune_epochs": 1, "max_layer_ratio": 0.75, "round_to": None,
+              "min_feature_channels": 16, "max_val_drop": 1.0, "max_attempts": 1}
+    _, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+    searched = len(summary["steps"]) - 1
+    assert searched >= 1
+    assert epochs_trained == [3] * searched + [1]  # each step's recovery, then the fine-tuning
+    assert summary["recovery"]["epochs"] == 3 and summary["recovery"]["steps_per_epoch"] == 1
+
+
+def test_each_step_is_timed_against_the_unpruned_export_in_the_same_rounds(bundled_backbone,
+                                                                           monkeypatch):
+    """The search times with the evaluation's interleaved timer: every pruned step alternates
+    with the unpruned export, and target: latency uses the within-round ratio as the cost."""
+    from ft_pipelines.core.pruning import frontier as frontier_module
+
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
+    table = table_for(model, l1_scores(model), torch.randn(1, 3, 32, 32), [model.classifier])
+    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    calls = []
+    real = frontier_module.compare_timings
+
+    def spy(models, batch, **kwargs):
+        calls.append((sorted(models), kwargs.get("reference"), kwargs["rounds"]))
+        return real(models, batch, **kwargs)
+
+    monkeypatch.setattr(frontier_module, "compare_timings", spy)
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.3, "max_ratio": 0.3,
+              "target": "latency", "recovery_epochs": 0, "finetune_epochs": 1,
+              "max_layer_ratio": 0.75, "round_to": None, "min_feature_channels": 16,
+              "max_val_drop": 1.0, "max_attempts": 1}
+    _, summary, _ = prune_and_finetune(model, table, tiny_splits(), params)
+    steps = summary["steps"][1:]
+    assert steps and calls[0] == (["step"], None, 5)  # the unpruned model alone, step 0
+    assert calls[1:] == [(["step", "unpruned"], "unpruned", 5)] * len(steps)
+    for row in steps:
+        assert row["cost_fraction"] == row["ort_latency_ratio"] > 0
+        assert row["ort_throughput_ratio"] > 0

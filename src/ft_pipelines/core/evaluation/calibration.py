@@ -73,10 +73,32 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
             "ece": expected_calibration_error(softmax(logits, temperature), labels)}
 
 
+def _not_applied_because(fitted: float, trial: dict[str, Any]) -> str | None:
+    """Why the fitted temperature is not applied (None: it is): at an end of the range the
+    split is (nearly) separable and the NLL has no usable minimum; a T that raises the
+    validation ECE would make the probabilities the report shows worse where it was fitted."""
+    if any(math.isclose(fitted, end, rel_tol=1e-2) for end in TEMPERATURE_RANGE):
+        return (f"the validation NLL keeps falling to the end of the range (T={fitted:.3g}): "
+                "a (nearly) separable validation split gives no usable temperature")
+    if trial["ece"] > trial["ece_uncalibrated"]:
+        return (f"T={fitted:.3f} lowers the validation NLL ({trial['nll_uncalibrated']:.4f} -> "
+                f"{trial['nll']:.4f}) but raises its ECE ({trial['ece_uncalibrated']:.4f} -> "
+                f"{trial['ece']:.4f})")
+    return None
+
+
 def fit_calibration(val_logits: np.ndarray, val_labels: np.ndarray) -> dict[str, Any]:
-    """``fit_temperature`` on the validation split, with its NLL and ECE there before/after."""
-    temperature = fit_temperature(val_logits, val_labels)
-    return {**calibration_summary(val_logits, val_labels, temperature),
+    """``fit_temperature`` on the validation split, applied only where it helps there: the
+    NLL optimum inside the range that does not raise the validation ECE. Otherwise T = 1 (the
+    raw softmax) and ``not_applied`` says why. ``temperature`` (and the NLL and ECE beside it)
+    is the temperature applied; ``fitted_temperature`` the NLL optimum, with ``nll_fitted`` and
+    ``ece_fitted``."""
+    fitted = fit_temperature(val_logits, val_labels)
+    trial = calibration_summary(val_logits, val_labels, fitted)
+    reason = _not_applied_because(fitted, trial)
+    applied = trial if reason is None else calibration_summary(val_logits, val_labels, 1.0)
+    return {**applied, "fitted_temperature": fitted, "nll_fitted": trial["nll"],
+            "ece_fitted": trial["ece"], "not_applied": reason,
             "split": "validation", "n_images": int(len(val_labels))}
 
 

@@ -157,7 +157,8 @@ def compare_timings(models: dict[str, TimedModel], batch: int, *, rounds: int = 
                "throughput": float(statistics.median(throughput)),
                "throughput_spread": _spread(throughput), "throughput_batch": int(batch),
                "latency_rounds_ms": latency, "throughput_rounds": throughput,
-               "timing_rounds": rounds}
+               # the protocol, recorded so that two stages' figures can be checked to agree
+               "timing_rounds": rounds, "timing_runs": runs, "timing_warmup": warmup}
         if reference is not None:
             row.update(ratio_reference=reference,
                        latency_ratio=within_round_ratio(latency, timed["latency"][reference]),

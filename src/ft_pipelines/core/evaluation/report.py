@@ -23,7 +23,7 @@ from ft_pipelines.core.evaluation.baselines import (
     linear_probe_model,
     pixel_baselines,
 )
-from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_temperature
+from ft_pipelines.core.evaluation.calibration import calibrated_scores, fit_calibration
 from ft_pipelines.core.evaluation.cost import (
     TimedModel,
     static_cost,
@@ -80,7 +80,7 @@ def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
             return predict_logits(model, data.images, cfg.mean, cfg.std, device=runtime.device)
 
     val = splits.get("val")
-    temperature = (fit_temperature(logits(val), val.labels.numpy())
+    temperature = (fit_calibration(logits(val), val.labels.numpy())["temperature"]
                    if val is not None and len(val) else 1.0)
     test = splits["test"]
     return calibrated_scores(logits(test), test.labels.numpy(), class_names, temperature)
@@ -328,8 +328,10 @@ def _calibration_section(results: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Calibrated probabilities", "",
              "Temperature scaling (Guo et al. 2017): the logits are divided by T, fitted on the "
-             "validation split by minimising the negative log-likelihood; predictions are "
-             "unchanged, probabilities (and `predict`'s) use T. Test ECE (15 bins):", "",
+             "validation split by minimising the negative log-likelihood and applied only "
+             "where it does not raise the validation ECE (else T = 1: the raw softmax); "
+             "predictions are unchanged, probabilities (and `predict`'s) use T. "
+             "Test ECE (15 bins):", "",
              "| model | T | ECE before | ECE after |", "|---|---|---|---|"]
     lines += [f"| {n} | {r.get('temperature', 1.0):.3f} | {r['ece_uncalibrated']:.4f} | "
               f"{r['ece']:.4f} |" for n, r in rows.items()]

@@ -26,6 +26,21 @@ def _random_batch(runner: OnnxRunner, batch_size: int) -> np.ndarray:
                                                     dtype=np.float32)
 
 
+#: what makes two onnxruntime timings comparable: the interleaved timer's protocol and the
+#: session's threads (the session options are ``runtime.session_options``' for every stage)
+PROTOCOL_KEYS = ("timing_rounds", "timing_runs", "timing_warmup", "throughput_batch", "threads")
+
+
+def timing_protocol(row: dict[str, Any]) -> dict[str, Any]:
+    """The protocol a timed row was measured with (``PROTOCOL_KEYS``): the export's int8
+    verdict and the evaluation's rows must show the same one to be compared."""
+    return {key: row.get(key) for key in PROTOCOL_KEYS}
+
+
+def session_threads(runner: OnnxRunner) -> int:
+    return int(runner.session.get_session_options().intra_op_num_threads)
+
+
 def onnx_timed_model(runner: OnnxRunner, batch: int) -> TimedModel:
     """What the interleaved timer (``compare_timings``) runs for an onnxruntime session."""
     one, many = _random_batch(runner, 1), _random_batch(runner, batch)
@@ -35,11 +50,10 @@ def onnx_timed_model(runner: OnnxRunner, batch: int) -> TimedModel:
 def onnx_static_cost(runner: OnnxRunner) -> dict[str, Any]:
     """Size of the file, parameters and MACs of its source model, the runtime and threads."""
     source = runner.model.sidecar.get("source_model") or {}
-    options = runner.session.get_session_options()
     return {"params": source.get("params"), "macs": source.get("macs"),
             "size_bytes": len(runner.model.model_bytes),
             "runtime": f"onnxruntime {ort.__version__} {runner.provider}",
-            "threads": int(options.intra_op_num_threads)}
+            "threads": session_threads(runner)}
 
 
 def onnx_cost_metrics(runner: OnnxRunner, timing: TimingParams) -> dict[str, Any]:
@@ -98,6 +112,9 @@ def calibrate_onnx(model: OnnxModel, val: ImageData, *, threads: int | None = No
             "temperature": 1.0, "skipped": "no validation images to fit a temperature on"}
     logits = OnnxRunner(model, CPU, threads).logits(val.images.numpy())
     fitted = fit_calibration(logits, val.labels.numpy())
-    logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
-                fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
+    if fitted["not_applied"]:
+        logger.info("%s: temperature 1 kept: %s", model.precision, fitted["not_applied"])
+    else:
+        logger.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", model.precision,
+                    fitted["temperature"], fitted["ece_uncalibrated"], fitted["ece"])
     return model.with_graph(model.model_bytes, temperature=fitted["temperature"]), fitted

@@ -20,7 +20,11 @@ import numpy as np
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.evaluation.cost import compare_timings
 from ft_pipelines.core.export.artifact import OnnxModel
-from ft_pipelines.core.export.evaluate import onnx_timed_model
+from ft_pipelines.core.export.evaluate import (
+    PROTOCOL_KEYS,
+    onnx_timed_model,
+    session_threads,
+)
 from ft_pipelines.core.export.quantize import (
     INT8_CONFIGS,
     prepare_for_quantization,
@@ -96,7 +100,10 @@ def search_int8(fp32: OnnxModel, calibration: np.ndarray, val: ImageData, test: 
             _score(row, correct, timings[row["config"]], labels, float(settings["max_drop"]))
     fp32_row = {"val_top1": correct["fp32"]["val"] / len(labels["val"]),
                 "top1": correct["fp32"]["test"] / len(labels["test"]),
-                **{k: timings["fp32"][k] for k in _TIMING_KEYS}}
+                **{k: timings["fp32"][k] for k in _TIMING_KEYS},
+                # how it was timed: the evaluation's rows must show the same (timing_protocol)
+                **{k: timings["fp32"].get(k) for k in PROTOCOL_KEYS},
+                "threads": session_threads(runners["fp32"])}
     summary = _choose(rows, float(settings["max_drop"]), batch)
     if summary["chosen"] is not None:
         confirmation = compare_timings(

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from ft_pipelines.core.evaluation.settings import TimingParams
-from ft_pipelines.core.utils.schema import Count, Fraction, NonNegativeInt, Seed
+from ft_pipelines.core.utils.schema import Count, Fraction, Seed
 
 # The names of core.export.quantize.INT8_CONFIGS (a test checks they match).
 Int8ConfigName = Literal[
@@ -27,9 +27,8 @@ class ExportParams(TimingParams):
     histogram_calibration_images: Count = 32  # ... for the entropy / percentile calibrations
     int8_configs: list[Int8ConfigName] | None = None  # configurations tried; null: all
     max_int8_drop: float = Field(default=1.0, ge=0)  # top-1 points int8 may lose vs fp32
-    # the timer of the int8 trials: rounds alternate fp32 and the trials
-    timing_rounds: int = Field(default=5, ge=5)
-    latency_runs: Count = 25
-    latency_warmup: NonNegativeInt = 5
+    # the timer of the int8 trials (rounds alternate fp32 and the trials): TimingParams'
+    # defaults, the evaluation's, so the export's int8 verdict and the evaluation's rows are
+    # timed the same way (tests/core/export/test_timing_agreement.py)
     threads: Count | None = None            # onnxruntime intra-op threads; null: PyTorch's
     seed: Seed = 0                          # which calibration images

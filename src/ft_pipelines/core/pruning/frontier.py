@@ -29,8 +29,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ft_pipelines.core.evaluation import timed_calls_ms, timing_summary
-from ft_pipelines.core.export import OnnxRunner, export_onnx
+from ft_pipelines.core.evaluation import compare_timings, timing_settings
+from ft_pipelines.core.evaluation.settings import TimingParams
+from ft_pipelines.core.export import OnnxRunner, export_onnx, onnx_timed_model
 from ft_pipelines.core.pruning.structural import PruningLimitReached
 from ft_pipelines.core.training import rank0_decides, set_activity, world
 from ft_pipelines.core.utils import count_macs_params
@@ -41,9 +42,11 @@ logger = logging.getLogger(__name__)
 MIN_STEP_SHARE = 0.02
 #: hard cap on the steps of one search (the floors end it much sooner in practice)
 MAX_STEPS = 20
-#: onnxruntime timing of one step: batch-1 calls (after warm-up), batch-64 calls
-LATENCY_WARMUP, LATENCY_RUNS = 5, 30
-THROUGHPUT_BATCH, THROUGHPUT_RUNS = 64, 3
+#: onnxruntime timing of one step, with the project's one interleaved timer against the
+#: unpruned export: the minimum rounds (a step is timed several times per search), 5 batch-1
+#: calls per round, the throughput at batch 64 as everywhere else
+SEARCH_TIMING = TimingParams(timing_rounds=5, latency_runs=25, latency_warmup=5,
+                             throughput_batch=64)
 
 
 @dataclass
@@ -162,21 +165,37 @@ def to_original(table: pd.DataFrame, removed_before: dict[str, list[int]],
     return merged
 
 
-def onnx_timings(model: nn.Module, threads: int | None) -> dict[str, float]:
-    """onnxruntime latency at batch 1 (median ms) and throughput at batch 64 of ``model``
-    exported with the project's exporter (in memory; nothing is stored)."""
+def onnx_runner(model: nn.Module, threads: int | None) -> OnnxRunner:
+    """An onnxruntime session of ``model`` exported with the project's exporter (in memory;
+    nothing is stored), with the session options every stage uses (``session_options``)."""
     cfg = model.backbone_cfg
     size = int(cfg.input_size)
     classes = [str(i) for i in range(_num_outputs(model, size))]
     exported = export_onnx(model.cpu(), classes, size, list(cfg.mean), list(cfg.std))
-    runner = OnnxRunner(exported, threads=threads)
-    rng = np.random.default_rng(0)
-    one = rng.standard_normal((1, 3, size, size), dtype=np.float32)
-    many = rng.standard_normal((THROUGHPUT_BATCH, 3, size, size), dtype=np.float32)
-    latency = timed_calls_ms(lambda: runner.run(one), LATENCY_WARMUP, LATENCY_RUNS)
-    batch = timed_calls_ms(lambda: runner.run(many), 1, THROUGHPUT_RUNS)
-    summary = timing_summary(latency, batch, THROUGHPUT_BATCH)
-    return {"ort_latency_ms": summary["latency_ms"], "ort_throughput": summary["throughput"]}
+    return OnnxRunner(exported, threads=threads)
+
+
+def onnx_timings(model: nn.Module, threads: int | None, reference: OnnxRunner | None = None,
+                 runner: OnnxRunner | None = None) -> dict[str, float]:
+    """onnxruntime latency at batch 1 (median of the rounds, ms, and its spread) and throughput
+    at batch 64 of ``model``, timed by ``compare_timings`` (the evaluation's and the export's
+    timer) against ``reference`` (the unpruned export) in the same rounds when given: then
+    ``ort_latency_ratio`` / ``ort_throughput_ratio`` are within-round ratios to it, which
+    drift in the machine's load between steps does not bias. ``runner``: ``model``'s session
+    when the caller has one already (the unpruned export, step 0)."""
+    batch = SEARCH_TIMING.throughput_batch
+    timed = {"step": onnx_timed_model(runner or onnx_runner(model, threads), batch)}
+    if reference is not None:
+        timed["unpruned"] = onnx_timed_model(reference, batch)
+    result = compare_timings(timed, batch, reference="unpruned" if reference else None,
+                             **timing_settings(SEARCH_TIMING))["step"]
+    row = {"ort_latency_ms": result["latency_ms"],
+           "ort_latency_spread_ms": result["latency_spread_ms"],
+           "ort_throughput": result["throughput"]}
+    if reference is not None:
+        row.update(ort_latency_ratio=result["latency_ratio"],
+                   ort_throughput_ratio=result["throughput_ratio"])
+    return row
 
 
 @torch.inference_mode()
@@ -189,13 +208,16 @@ def _num_outputs(model: nn.Module, size: int) -> int:
         model.train(was_training)
 
 
-def step_costs(model: nn.Module, threads: int | None, timed: bool) -> dict[str, Any]:
+def step_costs(model: nn.Module, threads: int | None, timed: bool,  # noqa: PLR0917
+               reference: OnnxRunner | None = None, runner: OnnxRunner | None = None
+               ) -> dict[str, Any]:
     """A step's row: MACs and parameters, and (on the rank that times, ``timed``) onnxruntime
-    latency and throughput; other ranks record None (they use rank 0's via rank0_decides)."""
+    latency and throughput (against ``reference``, see :func:`onnx_timings`); other ranks
+    record None (they use rank 0's via rank0_decides)."""
     size = int(model.backbone_cfg.input_size)
     macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))
-    timings = onnx_timings(model, threads) if timed else {"ort_latency_ms": None,
-                                                          "ort_throughput": None}
+    timings = onnx_timings(model, threads, reference, runner) if timed else {
+        "ort_latency_ms": None, "ort_throughput": None}
     return {"macs": int(macs), "params": int(params), **timings}
 
 

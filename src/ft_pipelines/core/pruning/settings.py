@@ -42,6 +42,10 @@ class PruningParams(Schema):
     max_ratio: float = Field(default=0.8, gt=0, lt=1)   # auto: the most of the cost it may remove
     steps: Count = 2
     recovery_epochs: NonNegativeInt = 2     # training after each step before it is judged
+    # ... and at least this many optimiser steps: max(recovery_epochs x steps_per_epoch, this),
+    # trained as whole epochs (0: epochs only). 40 = the digits demo's 2 epochs x 20 steps, so
+    # the demo is unchanged and a small folder (7 steps an epoch) is not judged after 14 steps
+    recovery_min_steps: NonNegativeInt = 40
     finetune_epochs: Count = 3              # importance-aware fine-tuning after the last step
     lr: LearningRate = 0.02
     anchor_alpha: Weight = 0.01             # L2-SP toward the pruned fine-tuned weights

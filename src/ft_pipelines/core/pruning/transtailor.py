@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from ft_pipelines.core.data import ImageData
+from ft_pipelines.core.export import OnnxRunner
 from ft_pipelines.core.pruning.baselines import feeding_convs
 from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
 from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
     frontier_search,
+    onnx_runner,
     step_costs,
     surviving_table,
     timing_rank,
@@ -31,6 +33,7 @@ from ft_pipelines.core.pruning.importance import example_inputs, normalised_batc
 from ft_pipelines.core.pruning.settings import PruningParams
 from ft_pipelines.core.pruning.structural import prune_by_importance
 from ft_pipelines.core.regularizers import L2SP, CompositeRegularizer
+from ft_pipelines.core.strategy.budget import resolve_budget
 from ft_pipelines.core.training import (
     TrainConfig,
     Trainer,
@@ -133,6 +136,24 @@ def _train_config(runtime: RuntimeParams, **settings: Any) -> TrainConfig:
     return TrainConfig(device=runtime.device, precision=runtime.precision, **settings)
 
 
+def recovery_budget(params: PruningParams, train_images: int, runtime: RuntimeParams
+                    ) -> dict[str, Any]:
+    """The recovery after each pruning step: ``max(recovery_epochs x steps_per_epoch,
+    recovery_min_steps)`` optimiser steps, trained as whole epochs (``epochs``). Counted in
+    steps because a small data set (7 steps an epoch) is not recovered by 2 epochs: the search
+    judged every step over the budget (docs/performance.md). ``recovery_epochs: 0`` turns the
+    recovery off whatever the floor."""
+    batch_size = _train_config(runtime, epochs=1).batch_size
+    if params.recovery_epochs == 0:
+        return {"epochs": 0, "steps": 0, "batch_size": batch_size,
+                "reason": "recovery_epochs 0: no recovery"}
+    budget = resolve_budget({"epochs": params.recovery_epochs,
+                             "min_steps": params.recovery_min_steps},
+                            max(1, train_images), batch_size)
+    return {key: budget[key] for key in ("epochs", "steps", "trained_steps", "steps_per_epoch",
+                                         "batch_size", "reason")}
+
+
 def _feature_floor(model: nn.Module, params: PruningParams) -> int:
     num_classes = getattr(_classifier(model), "out_features", 1)
     return max(num_classes, params.min_feature_channels)
@@ -177,10 +198,11 @@ def _prune_once(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageDa
     model = copy.deepcopy(model).cpu()
     model.requires_grad_(True)  # every surviving filter may adapt to its pruned neighbours
     seed = params.seed
+    recovery = recovery_budget(params, len(splits["train"]), runtime)
 
     def recover(pruned: nn.Module, step: int) -> None:
-        if step + 1 < params.steps and params.recovery_epochs > 0:
-            config = _train_config(runtime, epochs=params.recovery_epochs,
+        if step + 1 < params.steps and recovery["epochs"] > 0:
+            config = _train_config(runtime, epochs=recovery["epochs"],
                                    lr_pretrained=params.lr, lr_new=params.lr,
                                    seed=seed + 100 + step, warmup_epochs=0.0, progress=False)
             _train(pruned, splits, config,
@@ -205,8 +227,8 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
                 teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, list[int]]]:
     """One step of the search: a copy of ``parent`` (already pruned by ``removed_before``,
     original indices) loses ``share`` of its MACs or channels in one go, then recovers for
-    ``recovery_epochs`` (distilled from ``teacher``). Returns (the pruned copy, original
-    indices removed in all)."""
+    :func:`recovery_budget`'s epochs (distilled from ``teacher``). Returns (the pruned copy,
+    original indices removed in all)."""
     model = copy.deepcopy(parent).cpu()
     model.requires_grad_(True)
     target = "channels" if params.target == "channels" else "macs"  # latency: via MACs
@@ -217,8 +239,9 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
         feature_floor=_feature_floor(model, params), original_channels=original,
         macs_tolerance=STEP_MACS_TOLERANCE)
     removed = to_original(table, removed_before, summary["removed_channels"])
-    if params.recovery_epochs > 0:
-        _finetune(model, table, removed, splits, params, runtime, params.recovery_epochs,
+    epochs = recovery_budget(params, len(splits["train"]), runtime)["epochs"]
+    if epochs > 0:
+        _finetune(model, table, removed, splits, params, runtime, epochs,
                   params.seed + 100 + index, checkpoint_dir, teacher, progress=False)
     return model.cpu(), removed
 
@@ -270,7 +293,8 @@ def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1": kept["val_top1"],
         "val_drop_points": kept["val_drop_points"], "max_val_drop": params.max_val_drop,
-        "distill": _plain(params.distill), "accepted": accepted, "attempts": attempts})
+        "distill": _plain(params.distill), "accepted": accepted, "attempts": attempts,
+        "recovery": recovery_budget(params, len(splits["train"]), runtime)})
     _warn_if_rejected(summary)
     return pruned, summary, history
 
@@ -287,9 +311,21 @@ def _channel_counts(model: nn.Module) -> dict[str, int]:
             if isinstance(module, nn.BatchNorm2d)}
 
 
+def _latency_fraction(row: dict[str, Any], first: dict[str, Any]) -> float | None:
+    """A step's latency as a fraction of the unpruned model's: the within-round ratio when the
+    step was timed against it (``onnx_timings``), else the ratio of the two medians."""
+    if row.get("ort_latency_ratio") is not None:
+        return row["ort_latency_ratio"]
+    if row["ort_latency_ms"] is None or first["ort_latency_ms"] is None:
+        return None
+    return row["ort_latency_ms"] / first["ort_latency_ms"]
+
+
 def _cost_fraction(target: str, row: dict[str, Any], first: dict[str, Any]) -> float | None:
     """A step's remaining cost as a fraction of the unpruned model's (``first``: step 0)."""
-    key = {"macs": "macs", "channels": "channels", "latency": "ort_latency_ms"}[target]
+    if target == "latency":
+        return _latency_fraction(row, first)
+    key = {"macs": "macs", "channels": "channels"}[target]
     if row[key] is None or first[key] is None:
         return None  # a rank that does not time: rank 0's value is used (rank0_decides)
     return row[key] / first[key]
@@ -303,7 +339,7 @@ def _pruning_share(target: str, share: float, parent: dict[str, Any], first: dic
     if target != "latency":
         return share
     macs_removed = 1.0 - parent["macs"] / first["macs"]
-    latency_removed = 1.0 - parent["ort_latency_ms"] / first["ort_latency_ms"]
+    latency_removed = 1.0 - (_latency_fraction(parent, first) or 1.0)
     elasticity = 1.0
     if macs_removed > 0.01 and latency_removed > 0.01:
         elasticity = min(4.0, max(0.25, latency_removed / macs_removed))
@@ -314,9 +350,13 @@ def _plain(distill: Any) -> dict[str, Any] | None:
     return None if distill is None else distill.model_dump()
 
 
-def _measured_row(model: nn.Module, runtime: RuntimeParams) -> dict[str, Any]:
-    """MACs, parameters, channels and (rank 0's) onnxruntime timings, the same on every rank."""
-    row = {**step_costs(model, runtime.threads, timing_rank()),
+def _measured_row(model: nn.Module, runtime: RuntimeParams,
+                  reference: OnnxRunner | None = None, runner: OnnxRunner | None = None
+                  ) -> dict[str, Any]:
+    """MACs, parameters, channels and (rank 0's) onnxruntime timings, against ``reference``
+    (the unpruned export) in the same rounds when given (``runner``: ``model``'s session when
+    there is one); the same on every rank."""
+    row = {**step_costs(model, runtime.threads, timing_rank(), reference, runner),
            "channels": sum(_channel_counts(model).values())}
     return rank0_decides(row)
 
@@ -328,7 +368,12 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     then importance-aware fine-tuning of the kept step."""
     target = params.target
     original = _channel_counts(model)
-    first = {"step": 0, "attempt": 0, "ratio": 0.0, **_measured_row(model, runtime),
+    logger.info("Pruning search: each step recovers for %s",
+                recovery_budget(params, len(splits["train"]), runtime)["reason"])
+    # every step is timed against the unpruned export in the same rounds (rank 0 times)
+    unpruned = onnx_runner(model, runtime.threads) if timing_rank() else None
+    first = {"step": 0, "attempt": 0, "ratio": 0.0,
+             **_measured_row(model, runtime, runner=unpruned),
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
 
@@ -338,7 +383,7 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
         prune_share = _pruning_share(target, share, parent_row, first)
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
                                       runtime, prune_share, index, directory, teacher=model)
-        row = _measured_row(pruned, runtime)
+        row = _measured_row(pruned, runtime, unpruned)
         details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
         return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
                            _cost_fraction(target, row, first), details)
@@ -357,6 +402,7 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
     summary = {
         "target": target, "ratio": "auto", "share": settings.share,
         "max_ratio": settings.max_ratio, "distill": _plain(params.distill),
+        "recovery": recovery_budget(params, len(splits["train"]), runtime),
         "cost_removed": 1.0 - kept["cost_fraction"],
         "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
         "max_layer_ratio": params.max_layer_ratio,
