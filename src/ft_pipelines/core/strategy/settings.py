@@ -99,6 +99,14 @@ class PilotSettings(Schema):
     candidates: Literal["auto"] | list[StrategyName] = "auto"  # auto: all four that are possible
     budget_fraction: float = Field(default=0.5, gt=0, le=1)  # of the recommendation's steps
     from_scratch_min_per_class: Count = 50  # auto leaves from_scratch out below this
+    # the winner retrains from the pretrained weights for its full budget at or below this many
+    # training images (the pilot only chooses); above, it continues from its pilot weights for
+    # the rest of its budget. Measured: docs/strategy.md, "After the pilot"
+    restart_max_train_images: NonNegativeInt = 600
+    # one more head-only candidate per entry: the head on the features k blocks earlier (the
+    # last k blocks dropped, surgery's drop_last_blocks): a far domain's signal can be in earlier
+    # features (Head2Toe, Evci et al. 2022). [] : none. Measured: docs/strategy.md
+    probe_drop_blocks: list[Count] = Field(default_factory=lambda: [1])
 
     @model_validator(mode="after")
     def _check_candidates(self) -> PilotSettings:
