@@ -2,10 +2,12 @@
 
 Per (dataset, seed): the **default chain** exactly as ``kedro run`` plans it
 (``plan_finetuning``: strategy.mode auto -> pilot or matrix, the plan's recipe; the pilot's
-winner continues), then, at the strategy the chain picked, the recipe **off** (every ingredient
-off, class_balance none), **each ingredient alone**, and the plan's **default** recipe without
-the pilot. Datasets: ``digits6`` (sklearn digits, 10 per class -> 6/2/2, as
-``ingestion.max_per_class=10`` with study.py's small splits) and ``imbalanced`` (an image
+winner retrains or continues as ``strategy.pilot.restart_max_train_images`` says), then, at the
+strategy the chain picked, the recipe **off** (every ingredient off, class_balance none),
+**each ingredient alone**, and the plan's **default** recipe without the pilot. Datasets:
+``digits6`` (sklearn digits, 10 per class -> 6/2/2, as ``ingestion.max_per_class=10`` with
+study.py's small splits), ``lfw_small`` (scikit-image's LFW
+subset, faces / non-faces, the same 10 per class -> 6/2/2) and ``imbalanced`` (an image
 folder built from digits here, 10:1 between the largest and the smallest class, the project's
 splits). Reuses benchmarks/study.py's helpers (backbone, project parameters, test scores).
 Rows are appended to a CSV; a restart skips the cells already there. See benchmarks/study.md.
@@ -46,7 +48,8 @@ from ft_pipelines.params import FinetuneParams, StrategyParams
 from ft_pipelines.pipelines.strategy_selection.nodes import plan_finetuning
 
 logger = logging.getLogger("study_recipe")
-DATASETS = ("digits6", "imbalanced")
+DATASETS = ("digits6", "lfw_small", "imbalanced")
+SMALL = {"digits6": "sklearn_digits", "lfw_small": "lfw_faces"}  # study.py's small size
 IMBALANCE = (100, 10)  # images per class of the largest and the smallest class (10:1)
 # one ingredient on, the others off: finetune.* keys (dotted) -> value
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -94,9 +97,10 @@ def build_imbalanced_folder(root: Path, largest: int = IMBALANCE[0],
 
 @cache
 def context(dataset: str, size_px: int, folder: str) -> base.DatasetContext:
-    """digits6: study.py's small digits; imbalanced: the folder through the project's ingestion."""
-    if dataset == "digits6":
-        return base.dataset_context("sklearn_digits", "small", size_px)
+    """digits6 / lfw_small: study.py's small digits / LFW faces (10 per class -> 6/2/2);
+    imbalanced: the folder through the project's ingestion."""
+    if dataset in SMALL:
+        return base.dataset_context(SMALL[dataset], "small", size_px)
     ingestion = base.project_params()["ingestion"]
     good, bad = validate_records(load_records("image_folder", folder), "error")
     table, class_names, profile = build_images_table(

@@ -170,7 +170,9 @@ def test_a_probe_that_ties_wins_over_the_full_depth_head_for_being_cheaper():
                                                 "head_only"]
 
 
-def test_head_only_candidates_train_their_whole_budget_in_their_first_trial(monkeypatch):
+def _pilot_with_scores(monkeypatch, scores: dict[str, float], recommended: str):
+    """run_pilot on the tiny CNN with measured validation replaced by ``scores`` (per
+    candidate); returns (winner, trials, [(candidate, epochs) trained, in order])."""
     from ft_pipelines.core.strategy import pilot as pilot_module
     from tests.core.training.tiny import register_tiny_layout, tiny_model
 
@@ -179,7 +181,7 @@ def test_head_only_candidates_train_their_whole_budget_in_their_first_trial(monk
 
     def measured(model, splits, plan, settings, runtime=None, anchor=None):
         trained.append((plan["candidate"], settings["epochs"]))
-        return model, pd.DataFrame({"val_acc": [0.9 if plan["trainable_blocks"] == 0 else 0.5]})
+        return model, pd.DataFrame({"val_acc": [scores[plan["candidate"]]]})
 
     monkeypatch.setattr(pilot_module, "finetune_model", measured)
     plans = {name: {"candidate": name, "strategy": strategy, "num_classes": 3,
@@ -190,11 +192,32 @@ def test_head_only_candidates_train_their_whole_budget_in_their_first_trial(monk
                  ("head_only", "head_only", 0, 0), ("partial_finetune", "partial_finetune", 1, 0),
                  ("full_finetune", "full_finetune", "all", 0),
                  ("head_only_drop1", "head_only", 0, 1))}
-    winner, _, trials, _ = pilot_module.run_pilot(tiny_model(), {}, plans, "partial_finetune",
-                                                  {"budget_fraction": 0.5}, {}, 0)
-    # 6 pilot steps, 2 rounds: 6 / 2 / 4 -> 1 epoch each in round 1; head-only: all 12 at once
-    assert trained == [("head_only", 12), ("partial_finetune", 1), ("full_finetune", 1),
-                       ("head_only_drop1", 12)]
-    assert [(t["candidate"], t["steps"]) for t in trials if t["round"] == 2] == [
-        ("head_only_drop1", 0), ("head_only", 0)]  # ranked again, not trained again
-    assert winner == "head_only_drop1"  # the tie goes to the shorter network
+    winner, model, trials, _ = pilot_module.run_pilot(tiny_model(), {}, plans, recommended,
+                                                      {"budget_fraction": 0.5}, {}, 0)
+    return winner, model, trials, trained
+
+
+def test_when_head_only_wins_its_depth_is_chosen_on_whole_budgets(monkeypatch):
+    scores = {"head_only": 0.8, "partial_finetune": 0.5, "full_finetune": 0.5,
+              "head_only_drop1": 0.9}
+    winner, model, trials, trained = _pilot_with_scores(monkeypatch, scores, "partial_finetune")
+    # the halving: strategies only, at equal steps (6 steps, 2 rounds: 1 epoch per trial)
+    assert trained[:5] == [("head_only", 1), ("partial_finetune", 1), ("full_finetune", 1),
+                           ("head_only", 1), ("partial_finetune", 1)]
+    # head_only won: each depth trains its whole budget (12 epochs), the best one is kept
+    assert trained[5:] == [("head_only", 12), ("head_only_drop1", 12)]
+    assert winner == "head_only_drop1" and len(list(model.children())) == 4  # truncated
+    assert [(t["round"], t["candidate"], t["steps"]) for t in trials[-2:]] == [
+        (3, "head_only", 12), (3, "head_only_drop1", 12)]
+    # a tie goes to the shorter network, unless the matrix recommended head-only itself
+    scores["head_only_drop1"] = 0.8
+    assert _pilot_with_scores(monkeypatch, scores, "partial_finetune")[0] == "head_only_drop1"
+    assert _pilot_with_scores(monkeypatch, scores, "head_only")[0] == "head_only"
+
+
+def test_when_another_strategy_wins_no_probe_trains(monkeypatch):
+    scores = {"head_only": 0.5, "partial_finetune": 0.9, "full_finetune": 0.6,
+              "head_only_drop1": 1.0}
+    winner, _, trials, trained = _pilot_with_scores(monkeypatch, scores, "partial_finetune")
+    assert winner == "partial_finetune" and "head_only_drop1" not in dict(trained)
+    assert {t["candidate"] for t in trials} == {"head_only", "partial_finetune", "full_finetune"}

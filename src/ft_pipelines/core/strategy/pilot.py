@@ -136,57 +136,79 @@ class _Arm:
         self.val_top1 = max(self.val_top1, val)
 
 
-def _trial_epochs(arm: _Arm, plan: dict[str, Any], arm_steps: float) -> int:
-    """Epochs of this round's trial. A head-only candidate (frozen backbone: with the
-    frozen-prefix cache a step is one matrix product per batch) trains its whole budget in its
-    first trial and no more: a linear probe on earlier features converges slowly (digits, 6 per
-    class: 40-50 % validation after 9-27 steps, 70-90 % after 100), so a short trial would drop
-    it before it shows what it can do. Others: their share of the pilot's steps, >= 1 epoch."""
-    if plan["trainable_blocks"] == 0 and not plan.get("reinitialize"):
-        return 0 if arm.epochs_done else int(plan["epochs"])
-    return max(1, math.floor(arm_steps / plan["budget"]["steps_per_epoch"]))
+def _trial(arm: _Arm, name: str, epochs: int, round_index: int, splits: dict[str, ImageData],
+           finetune: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """Train ``arm`` ``epochs`` more epochs; the trial's row."""
+    plan = arm.plan
+    per_epoch = plan["budget"]["steps_per_epoch"]
+    arm.train(epochs, splits, finetune, runtime)
+    logger.info("Pilot round %d: %s %d steps, val top-1 %.4f", round_index, name,
+                arm.epochs_done * per_epoch, arm.val_top1)
+    return {"round": round_index, "strategy": plan.get("strategy", name), "candidate": name,
+            "drop_last_blocks": plan["drop_last_blocks"],
+            "regularizer": plan["regularizer"]["name"], "steps": epochs * per_epoch,
+            "total_steps": arm.epochs_done * per_epoch, "val_top1": arm.val_top1,
+            "seconds": round(arm.round_seconds, 2)}
 
 
 def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[str, dict],
               recommended: str, pilot: dict[str, Any], finetune: dict[str, Any], seed: int,
               runtime: dict[str, Any] | None = None
               ) -> tuple[str, nn.Module, list[dict[str, Any]], int]:
-    """Successive halving over ``plans`` (candidate name -> plan: a strategy, or a head-only probe
-    from ``add_probe_candidates``); (winner's name, its model, trials, epochs it trained).
-    Total pilot steps <= budget_fraction x the recommendation's steps.
+    """Successive halving over the strategies of ``plans`` (candidate name -> plan), then, when
+    ``head_only`` wins and ``plans`` has head-only probes (``add_probe_candidates``), the probe
+    depth (``_probe_depth``); (winner's name, its model, trials, epochs it trained). The halving's
+    steps in all <= budget_fraction x the recommendation's steps.
 
     Trials run on ``runtime``'s device and precision, in this process: each is a few epochs,
     shorter than spawning ``runtime.distributed.processes`` ranks for it would take."""
     runtime = {k: v for k, v in (runtime or {}).items() if k in ("device", "precision")}
     budget = float(pilot["budget_fraction"]) * plans[recommended]["budget"]["steps"]
-    survivors = list(plans)  # candidate names: the strategies, and the head-only probes
+    probes = {n: p for n, p in plans.items() if p.get("candidate", n) != p.get("strategy", n)}
+    survivors = [n for n in plans if n not in probes]
     rounds = max(1, math.ceil(math.log2(len(survivors))))
     arms = {s: _Arm(pretrained, plans[s], plans[s]["num_classes"], seed) for s in survivors}
     trials = []
     for round_index in range(rounds):
         arm_steps = budget / rounds / len(survivors)
         for name in survivors:
-            arm, plan = arms[name], plans[name]
-            per_epoch = plan["budget"]["steps_per_epoch"]
-            epochs = _trial_epochs(arm, plan, arm_steps)
-            if epochs:
-                arm.train(epochs, splits, finetune, runtime)
-            else:  # trained its whole budget already: ranked on its score, no time spent
-                arm.round_seconds = 0.0
-            trials.append({"round": round_index + 1, "strategy": plan.get("strategy", name),
-                           "candidate": name, "drop_last_blocks": plan["drop_last_blocks"],
-                           "regularizer": plan["regularizer"]["name"],
-                           "steps": epochs * per_epoch, "total_steps": arm.epochs_done * per_epoch,
-                           "val_top1": arm.val_top1, "seconds": round(arm.round_seconds, 2)})
-            logger.info("Pilot round %d: %s %d steps, val top-1 %.4f", round_index + 1, name,
-                        arm.epochs_done * per_epoch, arm.val_top1)
-        last = [t for t in trials if t["round"] == round_index + 1]
+            per_epoch = plans[name]["budget"]["steps_per_epoch"]
+            epochs = max(1, math.floor(arm_steps / per_epoch))
+            trials.append({**_trial(arms[name], name, epochs, round_index + 1, splits,
+                                    finetune, runtime), "stage": "halving"})
         keep = 1 if round_index == rounds - 1 else math.ceil(len(survivors) / 2)
-        ranked = sorted(last, key=lambda t: _rank_key(t, recommended))
+        ranked = sorted(trials[-len(survivors):], key=lambda t: _rank_key(t, recommended))
         # rank 0's survivors: under torchrun every rank runs the pilot and must train the same
         survivors = rank0_decides([t["candidate"] for t in ranked][:keep])
     winner = survivors[0]
+    if winner == "head_only" and probes:
+        depth = {"head_only": plans["head_only"], **probes}
+        winner, arm, more = _probe_depth(pretrained, depth, recommended, rounds + 1, seed,
+                                         (splits, finetune, runtime))
+        trials += more
+        arms[winner] = arm
     return winner, arms[winner].model, trials, arms[winner].epochs_done
+
+
+def _probe_depth(pretrained: nn.Module, plans: dict[str, dict], recommended: str,
+                 round_index: int, seed: int, training: tuple
+                 ) -> tuple[str, _Arm, list[dict[str, Any]]]:
+    """Head-only won: which depth? Each head-only plan (the last block's features and the
+    probes on earlier blocks) trains its whole budget from the pretrained weights -- a frozen
+    backbone makes that cheap (with the frozen-prefix cache a step is one matrix product per
+    batch) -- and the best on validation is kept (rank 0's choice). Whole budgets, because a
+    probe on earlier features converges slowly: on digits with 6 per class 40-50 % validation
+    after 9-27 steps, 70-90 % after 100; short trials would always keep the last block. Ties:
+    the matrix's recommendation (the last block when it recommended head_only), else the
+    shorter network."""
+    trials, arms = [], {}
+    for name, plan in plans.items():
+        arms[name] = _Arm(pretrained, plan, plan["num_classes"], seed)
+        trials.append({**_trial(arms[name], name, int(plan["epochs"]), round_index, *training),
+                       "stage": "probe depth"})
+    ranked = sorted(trials, key=lambda t: _rank_key(t, recommended))
+    winner = rank0_decides(ranked[0]["candidate"])
+    return winner, arms[winner], trials
 
 
 def explain_pilot(winner: str, recommended: str, trials: list[dict[str, Any]]) -> str:
