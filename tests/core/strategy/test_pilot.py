@@ -5,7 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ft_pipelines.core.strategy import add_probe_candidates, pilot_candidates, plan_after_pilot
+from ft_pipelines.core.strategy import (
+    add_probe_candidates,
+    add_recipe_variants,
+    pilot_candidates,
+    plan_after_pilot,
+)
 from ft_pipelines.core.strategy.pilot import _rank_key, explain_pilot
 from tests.conftest import MULTI_PROCESS
 
@@ -187,7 +192,8 @@ def _pilot_with_scores(monkeypatch, scores: dict[str, float], recommended: str):
     plans = {name: {"candidate": name, "strategy": strategy, "num_classes": 3,
                     "trainable_blocks": blocks, "drop_last_blocks": drop, "epochs": 12,
                     "reinitialize": False, "regularizer": {"name": "none"},
-                    "budget": {"steps": 12, "steps_per_epoch": 1}}
+                    "budget": {"steps": 12, "steps_per_epoch": 1},
+                    **({"candidate_kind": "probe"} if drop else {})}
              for name, strategy, blocks, drop in (
                  ("head_only", "head_only", 0, 0), ("partial_finetune", "partial_finetune", 1, 0),
                  ("full_finetune", "full_finetune", "all", 0),
@@ -221,3 +227,47 @@ def test_when_another_strategy_wins_no_probe_trains(monkeypatch):
     winner, _, trials, trained = _pilot_with_scores(monkeypatch, scores, "partial_finetune")
     assert winner == "partial_finetune" and "head_only_drop1" not in dict(trained)
     assert {t["candidate"] for t in trials} == {"head_only", "partial_finetune", "full_finetune"}
+
+
+def test_recipe_variants_are_candidates_of_the_recommendation(monkeypatch):
+    from ft_pipelines.core.strategy import pilot as pilot_module
+    from tests.core.training.tiny import register_tiny_layout, tiny_model
+
+    register_tiny_layout(monkeypatch)
+    plans = {s: {"strategy": s, "num_classes": 3, "trainable_blocks": blocks, "epochs": 4,
+                 "drop_last_blocks": 0, "reinitialize": False, "regularizer": {"name": "none"},
+                 "reasons": [], "budget": {"steps": 4, "steps_per_epoch": 1},
+                 "recipe": {"cutmix": {"value": 0.0, "source": "plan", "reason": "off"}}}
+             for s, blocks in (("head_only", 0), ("partial_finetune", 1))}
+    add_recipe_variants(plans, {"recipe_variants": {"cutmix": {"cutmix": 1.0}}},
+                        "partial_finetune")
+    variant = plans["partial_finetune+cutmix"]
+    assert variant["strategy"] == "partial_finetune" and variant["recipe"]["cutmix"] == {
+        "value": 1.0, "source": "pilot",
+        "reason": "cutmix=1.0: strategy.pilot.recipe_variants.cutmix"}
+    assert plans["partial_finetune"]["recipe"]["cutmix"]["value"] == 0.0  # a copy
+    seen = {}
+
+    def measured(model, splits, plan, settings, runtime=None, anchor=None):
+        seen[plan.get("candidate", plan["strategy"])] = settings["augment"]["cutmix"]
+        return model, pd.DataFrame({"val_acc": [0.9 if "+" in plan.get("candidate", "") else
+                                                0.5]})
+
+    monkeypatch.setattr(pilot_module, "finetune_model", measured)
+    winner, _, trials, done = pilot_module.run_pilot(
+        tiny_model(), {}, plans, "partial_finetune", {"budget_fraction": 1.0}, {"augment": {}}, 0)
+    assert seen == {"head_only": 0.0, "partial_finetune": 0.0, "partial_finetune+cutmix": 1.0}
+    assert winner == "partial_finetune+cutmix"
+    for plan in plans.values():
+        plan["size"] = {"train_images": 60}
+    chosen = plan_after_pilot({"recommended": "partial_finetune", "candidate_plans": plans},
+                              winner, trials, done, [], {"budget_fraction": 1.0})
+    # the fine-tuning stage trains the winner's recipe
+    assert chosen["strategy"] == "partial_finetune" and chosen["recipe"]["cutmix"]["value"] == 1.0
+
+
+def test_a_recipe_variant_must_name_ingredients():
+    from ft_pipelines.core.strategy.settings import PilotSettings
+
+    with pytest.raises(ValueError, match="variant 'strong': \\['cutmx'\\] to set"):
+        PilotSettings(recipe_variants={"strong": {"cutmx": 1.0}})

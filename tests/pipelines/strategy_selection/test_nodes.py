@@ -82,3 +82,15 @@ def test_after_the_pilot_a_larger_split_continues_from_the_winner(monkeypatch):
     plan, model, _, trained = _select_with_a_stubbed_pilot(monkeypatch, strategy)
     assert plan["start_from"] == "pilot" and model is trained
     assert plan["epochs"] == max(1, plan["budget"]["epochs"] - 1)
+
+
+def test_recipe_variants_join_the_pilot_candidates():
+    strategy = StrategyParams.model_validate(
+        {"pilot": {"recipe_variants": {"weights": {"class_balance": "weights"}}}})
+    plan = plan_finetuning(profile([6] * 10), METRICS, LAYERS, strategy, FinetuneParams())
+    name = f"{plan['recommended']}+weights"
+    variant = plan["candidate_plans"][name]
+    assert variant["recipe"]["class_balance"]["value"] == "weights"
+    assert variant["recipe"]["class_balance"]["source"] == "pilot"
+    assert plan["candidate_plans"][plan["recommended"]]["recipe"]["class_balance"]["value"] \
+        == "none"  # balanced data: the plain plan keeps the plan's choice

@@ -11,6 +11,7 @@ from ft_pipelines.core.strategy.decision_matrix import (
 )
 from ft_pipelines.core.strategy.pilot import (
     add_probe_candidates,
+    add_recipe_variants,
     explain_pilot,
     pilot_candidates,
     plan_after_pilot,
@@ -27,6 +28,7 @@ from ft_pipelines.core.strategy.recipe import (
 
 __all__ = [
     "add_probe_candidates",
+    "add_recipe_variants",
     "apply_recipe",
     "choose_recipe",
     "class_ratio",

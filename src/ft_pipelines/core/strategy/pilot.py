@@ -80,7 +80,7 @@ def add_probe_candidates(plans: dict[str, dict[str, Any]], pilot: PilotSettings 
     dropped (surgery's ``drop_last_blocks``: a real, shorter network every later stage handles).
     Returns the reasons for entries left out. Far from the pretraining data and with few images,
     earlier features can separate the classes better than the last ones (Head2Toe, Evci et al.
-    2022); the pilot lets the validation split decide."""
+    2022); when head_only wins the halving, ``run_pilot`` lets validation choose the depth."""
     pilot = PilotSettings.model_validate(pilot) if isinstance(pilot, dict) else pilot
     if "head_only" not in plans:
         return []
@@ -92,12 +92,31 @@ def add_probe_candidates(plans: dict[str, dict[str, Any]], pilot: PilotSettings 
                            f"dropping {drop} would leave none")
             continue
         plan = copy.deepcopy(base)
-        plan.update(candidate=probe_name(k), drop_last_blocks=drop)
+        plan.update(candidate=probe_name(k), candidate_kind="probe", drop_last_blocks=drop)
         plan["reasons"].append(f"probe candidate {probe_name(k)}: the head on block {blocks - drop}"
                                f" of {blocks} (the last {drop} dropped; strategy.pilot."
                                "probe_drop_blocks)")
         plans[probe_name(k)] = plan
     return skipped
+
+
+def add_recipe_variants(plans: dict[str, dict[str, Any]], pilot: PilotSettings | dict[str, Any],
+                        recommended: str) -> None:
+    """Add (in place) one candidate per ``strategy.pilot.recipe_variants`` entry: the matrix's
+    recommendation, its plan's recipe with the variant's ingredient values on top (``source:
+    pilot``). The halving then compares them as it compares strategies; on a tie the plain
+    recommendation wins. Call after each plan has its recipe."""
+    pilot = PilotSettings.model_validate(pilot) if isinstance(pilot, dict) else pilot
+    for variant, values in pilot.recipe_variants.items():
+        name = f"{recommended}+{variant}"
+        plan = copy.deepcopy(plans[recommended])
+        plan.update(candidate=name, candidate_kind="recipe variant")
+        for ingredient, value in values.items():
+            plan["recipe"][ingredient] = {
+                "value": value, "source": "pilot",
+                "reason": f"{ingredient}={value!r}: strategy.pilot.recipe_variants.{variant}"}
+        plan["reasons"].append(f"recipe variant {name}: {values} (strategy.pilot.recipe_variants)")
+        plans[name] = plan
 
 
 def _rank_key(trial: dict[str, Any], recommended: str) -> tuple:
@@ -164,7 +183,7 @@ def run_pilot(pretrained: nn.Module, splits: dict[str, ImageData], plans: dict[s
     shorter than spawning ``runtime.distributed.processes`` ranks for it would take."""
     runtime = {k: v for k, v in (runtime or {}).items() if k in ("device", "precision")}
     budget = float(pilot["budget_fraction"]) * plans[recommended]["budget"]["steps"]
-    probes = {n: p for n, p in plans.items() if p.get("candidate", n) != p.get("strategy", n)}
+    probes = {n: p for n, p in plans.items() if p.get("candidate_kind") == "probe"}
     survivors = [n for n in plans if n not in probes]
     rounds = max(1, math.ceil(math.log2(len(survivors))))
     arms = {s: _Arm(pretrained, plans[s], plans[s]["num_classes"], seed) for s in survivors}

@@ -12,6 +12,7 @@ from torch import nn
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.strategy import (
     add_probe_candidates,
+    add_recipe_variants,
     candidate_plans,
     choose_recipe,
     pilot_candidates,
@@ -48,6 +49,7 @@ def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
             candidate.update(mode_requested=strategy.mode, mode_reason=why)
             candidate["reasons"].append(why)
             _add_recipe(candidate, dataset_profile, strategy, finetune)
+        add_recipe_variants(plan["candidate_plans"], strategy.pilot, plan["recommended"])
         plan["left_out"] = skipped
     return plan
 
