@@ -275,7 +275,7 @@ OPTIONS = {"scratch_as_pilot": True}  # --scratch-everywhere turns it off
 
 def finetune_settings(regularizer: dict[str, Any], seed: int) -> dict[str, Any]:
     return {**project_params()["finetune"], "regularizer": regularizer, "seed": seed,
-            "progress": False, "resume": False, "checkpoint_dir": None}
+            "progress": False, "resume": False}  # no checkpoint_dir passed: none written
 
 
 def run_pilot_cell(ctx: DatasetContext, cell: Cell, size_px: int) -> dict[str, Any]:
@@ -295,6 +295,11 @@ def run_pilot_cell(ctx: DatasetContext, cell: Cell, size_px: int) -> dict[str, A
     pilot_seconds = time.perf_counter() - started
     plan = plan_after_pilot(recommendation, winner, trials, epochs_done, skipped,
                             strategy_params["pilot"])
+    if plan["start_from"] == "pretrained":  # the winner retrains (strategy.pilot.restart_*)
+        torch.manual_seed(cell.seed)
+        model = apply_surgery(copy.deepcopy(backbone(size_px)), plan["num_classes"],
+                              plan["trainable_blocks"], plan["drop_last_blocks"],
+                              plan["reinitialize"], cell.seed)
     model, history = finetune_model(model, ctx.splits, plan, params)
     per_epoch = plan["budget"]["steps_per_epoch"]
     return {"kind": PILOT, "dataset": cell.dataset, "size": cell.size, "strategy": winner,

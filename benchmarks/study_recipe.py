@@ -2,10 +2,12 @@
 
 Per (dataset, seed): the **default chain** exactly as ``kedro run`` plans it
 (``plan_finetuning``: strategy.mode auto -> pilot or matrix, the plan's recipe; the pilot's
-winner continues), then, at the strategy the chain picked, the recipe **off** (every ingredient
-off, class_balance none), **each ingredient alone**, and the plan's **default** recipe without
-the pilot. Datasets: ``digits6`` (sklearn digits, 10 per class -> 6/2/2, as
-``ingestion.max_per_class=10`` with study.py's small splits) and ``imbalanced`` (an image
+winner retrains or continues as ``strategy.pilot.restart_max_train_images`` says), then, at the
+strategy the chain picked, the recipe **off** (every ingredient off, class_balance none),
+**each ingredient alone**, and the plan's **default** recipe without the pilot. Datasets:
+``digits6`` (sklearn digits, 10 per class -> 6/2/2, as ``ingestion.max_per_class=10`` with
+study.py's small splits), ``lfw_small`` (scikit-image's LFW
+subset, faces / non-faces, the same 10 per class -> 6/2/2) and ``imbalanced`` (an image
 folder built from digits here, 10:1 between the largest and the smallest class, the project's
 splits). Reuses benchmarks/study.py's helpers (backbone, project parameters, test scores).
 Rows are appended to a CSV; a restart skips the cells already there. See benchmarks/study.md.
@@ -46,7 +48,8 @@ from ft_pipelines.params import FinetuneParams, StrategyParams
 from ft_pipelines.pipelines.strategy_selection.nodes import plan_finetuning
 
 logger = logging.getLogger("study_recipe")
-DATASETS = ("digits6", "imbalanced")
+DATASETS = ("digits6", "lfw_small", "imbalanced")
+SMALL = {"digits6": "sklearn_digits", "lfw_small": "lfw_faces"}  # study.py's small size
 IMBALANCE = (100, 10)  # images per class of the largest and the smallest class (10:1)
 # one ingredient on, the others off: finetune.* keys (dotted) -> value
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -62,9 +65,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr_find": {"lr_find": True},
 }
 CHAIN, DEFAULT = "chain", "default"
+# rows of the chain before the pilot's winner retrained and head-only probes were candidates
+# (renamed in the CSV by hand, kept for the comparison; this script no longer makes them)
+CHAIN_CONTINUED = "chain_continued"
 COLUMNS = ["dataset", "variant", "seed", "strategy", "status", "reason", "mode", "recipe",
            "train_images", "class_ratio", "test_images", "val_acc", "test_top1",
-           "test_macro_f1", "test_balanced_accuracy", "pilot_seconds", "wall_s", "finished_at"]
+           "test_macro_f1", "test_balanced_accuracy", "pilot_seconds", "wall_s", "finished_at",
+           "candidate", "start_from"]
 
 
 # ---------------------------------------------------------------------------- data
@@ -90,9 +97,10 @@ def build_imbalanced_folder(root: Path, largest: int = IMBALANCE[0],
 
 @cache
 def context(dataset: str, size_px: int, folder: str) -> base.DatasetContext:
-    """digits6: study.py's small digits; imbalanced: the folder through the project's ingestion."""
-    if dataset == "digits6":
-        return base.dataset_context("sklearn_digits", "small", size_px)
+    """digits6 / lfw_small: study.py's small digits / LFW faces (10 per class -> 6/2/2);
+    imbalanced: the folder through the project's ingestion."""
+    if dataset in SMALL:
+        return base.dataset_context(SMALL[dataset], "small", size_px)
     ingestion = base.project_params()["ingestion"]
     good, bad = validate_records(load_records("image_folder", folder), "error")
     table, class_names, profile = build_images_table(
@@ -143,13 +151,14 @@ def run_chain(ctx: base.DatasetContext, seed: int, size_px: int) -> dict[str, An
         pilot_seconds = time.perf_counter() - started
         plan = plan_after_pilot(plan, winner, trials, done, plan["left_out"],
                                 strategy.pilot.model_dump())
-    else:
+    if plan["start_from"] == "pretrained":  # matrix mode, or the pilot's winner retrains
         model = surgered(ctx, plan, seed)
     model, history = finetune_model(model, ctx.splits, plan,
                                     apply_recipe(settings, plan["recipe"]))
     return {"strategy": plan["strategy"], "mode": plan["mode"],
-            "recipe": recipe_summary(plan["recipe"]), "pilot_seconds": round(pilot_seconds, 1),
-            **scores(model, history, ctx)}
+            "candidate": plan.get("candidate", plan["strategy"]),
+            "start_from": plan["start_from"], "recipe": recipe_summary(plan["recipe"]),
+            "pilot_seconds": round(pilot_seconds, 1), **scores(model, history, ctx)}
 
 
 def surgered(ctx: base.DatasetContext, plan: dict[str, Any], seed: int) -> torch.nn.Module:
@@ -201,6 +210,15 @@ def done_rows(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
 
 
 def append(path: Path, row: dict[str, Any]) -> None:
+    if path.exists():  # a CSV from before a column was added: rewrite it with the new header
+        with path.open() as handle:
+            reader = csv.DictReader(handle)
+            old_rows, header = list(reader), reader.fieldnames
+        if header != COLUMNS:
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(old_rows)
     new = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
@@ -288,7 +306,7 @@ def tables(path: Path) -> str:
                   "macro-F1 vs off (points, same seeds) | seconds |",
                   "|---|---|---|---|---|---|---|"]
         off = {r["seed"]: r for r in mine if r["variant"] == "off" and r["status"] == "done"}
-        for variant in [CHAIN, "off", DEFAULT, *list(VARIANTS)[1:]]:
+        for variant in [CHAIN, CHAIN_CONTINUED, "off", DEFAULT, *list(VARIANTS)[1:]]:
             cells = [r for r in mine if r["variant"] == variant]
             done = [r for r in cells if r["status"] == "done"]
             if not cells:
@@ -301,7 +319,9 @@ def tables(path: Path) -> str:
                       for r in done if r["seed"] in off]
             delta = (f"{100 * sum(paired) / len(paired):+.1f} ({len(paired)})" if paired
                      else "")
-            strategies = "/".join(sorted({r["strategy"] for r in done}))
+            picks = [r.get("candidate") or r["strategy"] for r in done]
+            strategies = ", ".join(f"{p} x{picks.count(p)}" if len(set(picks)) > 1 else p
+                                   for p in sorted(set(picks)))
             seconds = sum(float(r["wall_s"]) for r in done) / len(done)
             lines.append(f"| {variant} | {strategies} | "
                          f"{_mean_std(r['test_top1'] for r in done)} | "

@@ -10,6 +10,8 @@ from ft_pipelines.core.strategy.decision_matrix import (
     trainable_blocks_from_divergence,
 )
 from ft_pipelines.core.strategy.pilot import (
+    add_probe_candidates,
+    add_recipe_variants,
     explain_pilot,
     pilot_candidates,
     plan_after_pilot,
@@ -25,6 +27,8 @@ from ft_pipelines.core.strategy.recipe import (
 )
 
 __all__ = [
+    "add_probe_candidates",
+    "add_recipe_variants",
     "apply_recipe",
     "choose_recipe",
     "class_ratio",

@@ -99,12 +99,30 @@ class PilotSettings(Schema):
     candidates: Literal["auto"] | list[StrategyName] = "auto"  # auto: all four that are possible
     budget_fraction: float = Field(default=0.5, gt=0, le=1)  # of the recommendation's steps
     from_scratch_min_per_class: Count = 50  # auto leaves from_scratch out below this
+    # the winner retrains from the pretrained weights for its full budget at or below this many
+    # training images (the pilot only chooses); above, it continues from its pilot weights for
+    # the rest of its budget. Measured: docs/strategy.md, "After the pilot"
+    restart_max_train_images: NonNegativeInt = 600
+    # when head_only wins, the depths it is also tried at (whole budgets, best on validation):
+    # the head on the features k blocks earlier (the last k dropped, surgery's drop_last_blocks);
+    # a far domain's signal can be in earlier features (Head2Toe, Evci et al. 2022). [] : none.
+    probe_drop_blocks: list[Count] = Field(default_factory=lambda: [1])
+    # recipe variants the halving compares as it compares strategies: name -> {ingredient:
+    # value} (ingredients: strategy.recipe's), each a candidate "<recommendation>+<name>" that
+    # trains the matrix's recommendation with those values on top of its plan's recipe
+    recipe_variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_candidates(self) -> PilotSettings:
         if self.candidates != "auto" and len(set(self.candidates)) < 2:
             raise invalid("candidates", f"needs at least two strategies to compare, got "
                                         f"{self.candidates}")
+        known = [n for n in RecipeDefaults.model_fields if n not in ("enabled", "imbalance_ratio")]
+        for name, values in self.recipe_variants.items():
+            unknown = sorted(set(values) - set(known))
+            if unknown or not values:
+                raise invalid("recipe_variants", f"variant {name!r}: {unknown or 'nothing'} "
+                                                 f"to set; use ingredients of {list(known)}")
         return self
 
 

@@ -11,6 +11,8 @@ from torch import nn
 
 from ft_pipelines.core.data import split_image_data
 from ft_pipelines.core.strategy import (
+    add_probe_candidates,
+    add_recipe_variants,
     candidate_plans,
     choose_recipe,
     pilot_candidates,
@@ -42,10 +44,12 @@ def plan_finetuning(dataset_profile: dict, similarity_metrics: dict,
         plan["candidate_plans"] = candidate_plans(
             dataset_profile, similarity_metrics, layer_divergence, blocks, strategy, candidates,
             batch_size=finetune.batch_size)
+        skipped += add_probe_candidates(plan["candidate_plans"], strategy.pilot, len(blocks))
         for candidate in plan["candidate_plans"].values():
             candidate.update(mode_requested=strategy.mode, mode_reason=why)
             candidate["reasons"].append(why)
             _add_recipe(candidate, dataset_profile, strategy, finetune)
+        add_recipe_variants(plan["candidate_plans"], strategy.pilot, plan["recommended"])
         plan["left_out"] = skipped
     return plan
 
@@ -63,7 +67,8 @@ def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
                     surgery: SurgeryParams, decode_cache_dir: str | None,
                     runtime: RuntimeParams) -> tuple[dict, nn.Module]:
     """(finetune_plan, pilot_model). Matrix mode: the recommendation and the pretrained network
-    unchanged; pilot mode: the winner's plan and its pilot weights."""
+    unchanged; pilot mode: the winner's plan and its pilot weights when it continues from them,
+    the pretrained network when it retrains from it (``plan["start_from"]``)."""
     if "candidate_plans" not in strategy_recommendation:
         if strategy.mode != "matrix" and strategy.override != "auto":
             logger.info("strategy.override=%s: no pilot trials", strategy.override)
@@ -75,4 +80,4 @@ def select_by_pilot(strategy_recommendation: dict, pretrained_model: nn.Module,
         finetune.model_dump(), surgery.seed, runtime.model_dump())
     plan = plan_after_pilot(strategy_recommendation, winner, trials, epochs_done,
                             strategy_recommendation["left_out"], strategy.pilot.model_dump())
-    return plan, model
+    return plan, (model if plan["start_from"] == "pilot" else pretrained_model)
