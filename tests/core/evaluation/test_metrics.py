@@ -167,3 +167,23 @@ def test_predict_normalises_and_returns_probabilities() -> None:
 def test_predict_rejects_float_images() -> None:
     with pytest.raises(ValueError, match="uint8"):
         metrics.predict(_tiny_net(), torch.rand(2, 3, 8, 8), (0.5,) * 3, (0.5,) * 3)
+
+
+def test_inference_passes_run_channels_last_and_leave_the_model_contiguous(fresh_backbone):
+    """predict_logits and extract_features use channels_last inside (about 2x faster on CPU)
+    and give the NCHW forward's outputs; the model comes back as it is stored and timed."""
+    from ft_pipelines.core.similarity.features import extract_features
+
+    model = fresh_backbone.eval()
+    cfg = model.backbone_cfg
+    images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        expected = model(utils.normalise(images, cfg.mean, cfg.std)).double().numpy()
+    logits = metrics.predict_logits(model, images, cfg.mean, cfg.std, batch_size=4)
+    probs = extract_features(model, images, batch_size=4, record_bn=False,
+                             progress=False).source_probs
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(probs, torch.softmax(torch.as_tensor(expected), 1).numpy(),
+                               atol=1e-5)
+    kernels = [p for p in model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous() for p in kernels)

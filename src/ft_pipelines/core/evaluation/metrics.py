@@ -47,10 +47,12 @@ def predict_logits(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     device = torch.device(device)
     chunks: list[np.ndarray] = []
-    with preserved_modes(model, training=False), on_device(model, device), torch.inference_mode():
+    with (preserved_modes(model, training=False), torch.inference_mode(),
+          on_device(model, device, channels_last=True)):
         for start in range(0, images_uint8.shape[0], batch_size):
-            batch = images_uint8[start : start + batch_size].to(device)
-            chunks.append(model(normalise(batch, mean, std)).float().cpu().numpy())
+            batch = normalise(images_uint8[start : start + batch_size].to(device), mean, std)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            chunks.append(model(batch).float().cpu().numpy())
     if not chunks:
         raise ValueError("predict got zero images; the split being evaluated is empty.")
     return np.concatenate(chunks).astype(np.float64)

@@ -15,6 +15,7 @@ from ft_pipelines.core.utils import (
     Runtime,
     classifier_name,
     normalise,
+    on_device,
     preserved_modes,
     resolve_device,
 )
@@ -47,16 +48,16 @@ def extract_features(model: nn.Module, images: torch.Tensor, batch_size: int = 1
     probs, stats = [], {}
     recorder = BNStatsRecorder(model) if record_bn else contextlib.nullcontext()
     try:
-        model.to(runtime.device)
-        with preserved_modes(model, training=False), recorder:
+        with (preserved_modes(model, training=False),
+              on_device(model, runtime.device, channels_last=True), recorder):
             starts = range(0, len(images), batch_size)
             for start in tqdm(starts, desc="features", leave=False, disable=not progress):
                 batch = runtime.to_device(images[start:start + batch_size])  # uint8: pinned
-                probs.append(torch.softmax(model(normalise(batch, cfg.mean, cfg.std)).float(),
-                                           dim=1).cpu())
+                batch = normalise(batch, cfg.mean, cfg.std).contiguous(
+                    memory_format=torch.channels_last)
+                probs.append(torch.softmax(model(batch).float(), dim=1).cpu())
             if record_bn:
                 stats = recorder.statistics()
     finally:
         hook.remove()
-        model.to(home)
     return Features(torch.cat(captured).numpy(), torch.cat(probs).numpy(), stats)

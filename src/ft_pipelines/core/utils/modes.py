@@ -37,11 +37,18 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def on_device(model: nn.Module, device: str | torch.device) -> Iterator[nn.Module]:
-    """``model`` moved to ``device`` inside; moved back to where it was on exit."""
+def on_device(model: nn.Module, device: str | torch.device, *, channels_last: bool = False
+              ) -> Iterator[nn.Module]:
+    """``model`` moved to ``device`` inside; moved back to where it was on exit.
+
+    ``channels_last``: its 4-d weights in channels_last inside (oneDNN's depthwise and 1x1
+    convolutions run about 2x faster on CPU for these networks; feed it channels_last
+    batches), contiguous again on exit, as models are stored and timed."""
     original = model_device(model)
-    model.to(device)
+    layout = {"memory_format": torch.channels_last} if channels_last else {}
+    model.to(device, **layout)
     try:
         yield model
     finally:
-        model.to(original)
+        model.to(original, **({"memory_format": torch.contiguous_format} if channels_last
+                              else {}))
