@@ -118,11 +118,13 @@ def _rank_one_hangs(seconds: float):
 def test_a_killed_rank_ends_the_run_with_an_error_naming_it():
     started = time.perf_counter()
     with pytest.raises(DistributedRunError) as raised:
-        spawn_data_parallel(_rank_one_dies, (2.0,), 2, "cpu", timeout_s=30, task="fine-tuning")
+        spawn_data_parallel(_rank_one_dies, (2.0,), 2, "cpu", timeout_s=120, task="fine-tuning")
     message = str(raised.value)
     assert "fine-tuning failed: rank 1 of 2" in message and "SIGKILL" in message
     assert "while training epoch 2 of 8" in message
-    assert time.perf_counter() - started < 30  # well within the timeout: no hang
+    # well within the timeout: the death is noticed, not waited out (~12 s idle; 38 s was seen
+    # at load average 4, when the ranks' start alone is slow)
+    assert time.perf_counter() - started < 60
 
 
 @SLOW  # spawns ranks: pytest -m slow (.ci/run)
