@@ -64,3 +64,25 @@ def test_bad_settings_are_named():
         Distillation(linear([0, 0]), torch.tensor([0]), temperature=0)
     with pytest.raises(ValueError, match="pruning.distill: null"):
         check_plain_loss(TrainConfig(label_smoothing=0.1))
+
+
+def test_the_teacher_runs_once_per_sample_and_its_logits_are_reused():
+    """Without augmentation a sample's input is fixed, so the frozen teacher's logits for it
+    are computed the first time and reused: same penalty, one teacher call per new sample."""
+    student, teacher = linear([0.0, 0.0]), linear([2 * math.log(3), 0.0])
+    regularizer = Distillation(teacher, torch.tensor([1, 0, 0, 1]), alpha=0.5, temperature=2.0)
+    calls = []
+    regularizer.teacher.register_forward_hook(lambda *_: calls.append(1))
+    regularizer.attach(student)
+    x = torch.randn(4, 2)
+
+    def penalty(indices: list[int]) -> float:
+        regularizer.select(torch.tensor(indices))
+        student(x[indices])
+        return regularizer.penalty(student, x[indices]).item()
+
+    first = penalty([0, 1])
+    assert penalty([0, 1]) == pytest.approx(first, rel=1e-6) and len(calls) == 1
+    penalty([1, 2])  # sample 2 is new: the teacher runs on this batch
+    penalty([2, 0])
+    assert len(calls) == 2

@@ -25,6 +25,8 @@ from ft_pipelines.core.regularizers import Regularizer
 from ft_pipelines.core.regularizers.common import check_batch
 from ft_pipelines.core.training.settings import TrainConfig
 
+CACHED_LOGITS_MAX = 25_000_000  # float32 teacher logits kept (100 MB): samples x classes
+
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: float,
                       temperature: float) -> Tensor:
@@ -39,7 +41,12 @@ def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: f
 class Distillation(Regularizer):
     """``alpha * (T^2 * KL(teacher || student) - CE)``: with the Trainer's cross-entropy the
     distillation loss. ``teacher`` is copied, frozen and kept in eval mode; ``labels`` are the
-    training split's (indexed by the Trainer's sample indices)."""
+    training split's (indexed by the Trainer's sample indices).
+
+    The pruning stage trains without augmentation (:func:`check_plain_loss`), so a sample's
+    input, and the frozen teacher's logits for it, are the same every epoch: they are computed
+    the first time the sample is seen and reused after (the teacher's forward was about a
+    third of the recovery's time on the demo)."""
 
     name = "distillation"
     needs_inputs = True  # the teacher must see the real images of each batch
@@ -53,6 +60,8 @@ class Distillation(Regularizer):
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.labels = torch.as_tensor(labels)
         self.alpha, self.temperature = float(alpha), float(temperature)
+        self._teacher_logits: Tensor | None = None  # [N, K] per training sample, once seen
+        self._seen = torch.zeros(len(self.labels), dtype=torch.bool)
         self._logits: Tensor | None = None
         self._indices: Tensor | None = None
         self._hook: Any = None
@@ -78,12 +87,27 @@ class Distillation(Regularizer):
         if self._indices is None or len(self._indices) != len(student):
             raise RuntimeError("Distillation: select(sample_indices) must name this batch's "
                                "samples before its forward pass.")
-        self.teacher.to(inputs.device)
-        with torch.no_grad():
-            teacher = self.teacher(inputs).float()
+        teacher = self._teacher_output(inputs).to(student.device)
         labels = self.labels[self._indices.cpu()].to(student.device)
         return (distillation_loss(student, teacher, labels, self.alpha, self.temperature)
                 - F.cross_entropy(student, labels))
+
+
+    def _teacher_output(self, inputs: Tensor) -> Tensor:
+        """The teacher's logits for this batch: from the cache where every sample was seen."""
+        indices = self._indices.cpu()
+        if self._teacher_logits is not None and bool(self._seen[indices].all()):
+            return self._teacher_logits[indices]
+        self.teacher.to(inputs.device)
+        with torch.no_grad():  # not inference_mode: the loss saves these for its backward
+            logits = self.teacher(inputs).float().cpu()
+        if self._teacher_logits is None:
+            if len(self.labels) * logits.shape[1] > CACHED_LOGITS_MAX:
+                return logits  # too many samples x classes to keep: the teacher runs each time
+            self._teacher_logits = torch.zeros(len(self.labels), logits.shape[1])
+        self._teacher_logits[indices] = logits
+        self._seen[indices] = True
+        return logits
 
 
 def check_plain_loss(config: TrainConfig) -> None:
