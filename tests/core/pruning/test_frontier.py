@@ -255,14 +255,21 @@ def test_recovery_is_counted_in_optimiser_steps_too():
     assert recovery_budget(off, 420, runtime)["epochs"] == 0
 
 
-def test_search_steps_recover_for_the_minimum_of_optimiser_steps(bundled_backbone, monkeypatch):
-    """24 training images are one step an epoch: with recovery_epochs 1 and
-    recovery_min_steps 3 every search step recovers for 3 epochs (3 optimiser steps), and the
-    summary says so."""
+def _searchable_lite0(bundled_backbone, monkeypatch):
+    """The bundled network at 32 px with 3 classes, its L1 importance table, and a validation
+    top-1 pinned at 90 % (every search step is within budget)."""
     model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
     model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
     table = table_for(model, l1_scores(model), torch.randn(1, 3, 32, 32), [model.classifier])
     monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    return model, table
+
+
+def test_search_steps_recover_for_the_minimum_of_optimiser_steps(bundled_backbone, monkeypatch):
+    """24 training images are one step an epoch: with recovery_epochs 1 and
+    recovery_min_steps 3 every search step recovers for 3 epochs (3 optimiser steps), and the
+    summary says so."""
+    model, table = _searchable_lite0(bundled_backbone, monkeypatch)
     epochs_trained = []
     real_train = transtailor_module._train
 
@@ -288,10 +295,7 @@ def test_each_step_is_timed_against_the_unpruned_export_in_the_same_rounds(bundl
     with the unpruned export, and target: latency uses the within-round ratio as the cost."""
     from ft_pipelines.core.pruning import frontier as frontier_module
 
-    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
-    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=32)
-    table = table_for(model, l1_scores(model), torch.randn(1, 3, 32, 32), [model.classifier])
-    monkeypatch.setattr(transtailor_module, "validation_top1", lambda m, data: 0.9)
+    model, table = _searchable_lite0(bundled_backbone, monkeypatch)
     calls = []
     real = frontier_module.compare_timings
 
