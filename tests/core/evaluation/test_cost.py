@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from ft_pipelines.core.evaluation import cost
 from ft_pipelines.core.evaluation.cost import (
     TimedModel,
     compare_timings,
     interleaved_rounds,
     round_order,
+    wait_for_quiet_threads,
 )
 
 
@@ -59,3 +62,31 @@ def test_fewer_than_five_rounds_is_refused():
         compare_timings({"a": _sleeper("a", 0, [])}, batch=1, rounds=3)
     with pytest.raises(ValueError, match="reference"):
         compare_timings({"a": _sleeper("a", 0, [])}, batch=1, reference="b")
+
+
+def _burn(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(1000))
+
+
+def test_the_timer_waits_for_a_spinning_worker_thread_to_stop():
+    """A thread left busy after a call (as onnxruntime's workers spin for ~40 ms) is waited for;
+    with no such thread the wait is one short window."""
+    burner = threading.Thread(target=_burn, args=(0.12,))
+    burner.start()
+    waited = wait_for_quiet_threads(max_s=1.0)
+    assert not burner.is_alive() or waited >= 0.99
+    assert waited >= 0.1
+    burner.join()
+    assert wait_for_quiet_threads(max_s=1.0) < 0.1
+
+
+def test_every_model_of_a_round_is_timed_after_the_wait(monkeypatch):
+    log: list[str] = []
+    monkeypatch.setattr(cost, "wait_for_quiet_threads", lambda: log.append("quiet") or 0.0)
+    models = {"a": _sleeper("a", 0.0, log), "b": _sleeper("b", 0.0, log)}
+    interleaved_rounds(models, rounds=5, runs=1, warmup=0)
+    # per round and model: the wait, one batch-1 call, one batch call
+    assert log == [item for order in [["a", "b"], ["b", "a"]] * 2 + [["a", "b"]]
+                     for name in order for item in ("quiet", name, name)]

@@ -76,6 +76,24 @@ def timing_summary(timings_1: list[float], timings_batch: list[float], batch: in
 
 
 MIN_ROUNDS = 5
+# After a call, onnxruntime's (and OpenMP's) worker threads spin for tens of ms before they
+# sleep: on 2 cores, the previous model's spinning worker took a core from the next model, which
+# measured a pruned model at 1,600 images/s instead of the 4,600 it runs alone (docs/performance.md).
+QUIET_WINDOW_S, QUIET_MAX_S, QUIET_CPU_SHARE = 0.01, 0.25, 0.2
+
+
+def wait_for_quiet_threads(max_s: float = QUIET_MAX_S, window_s: float = QUIET_WINDOW_S) -> float:
+    """Sleep until this process's threads stop using the CPU (one ``window_s`` in which they use
+    under a fifth of a core), at most ``max_s``; returns the seconds waited. The interleaved
+    timer calls it before each model, so no model is timed against another one's spinning
+    workers: each is measured as it runs alone."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_s:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(window_s)
+        if time.process_time() - cpu < QUIET_CPU_SHARE * (time.perf_counter() - wall):
+            break
+    return time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,8 @@ def interleaved_rounds(models: dict[str, TimedModel], rounds: int, runs: int = 1
     """Time every model once per round, the order rotated each round (``round_order``).
 
     Per model and round: the median of ``runs`` batch-1 calls (ms) and one call at the batch
-    (ms). On a shared machine the load drifts over seconds: models timed in the same round see
+    (ms), started once the threads of the model before it are quiet (``wait_for_quiet_threads``).
+    On a shared machine the load drifts over seconds: models timed in the same round see
     the same load, so per-round ratios compare them fairly where one pass per model does not.
     Returns ``{"latency": {name: [ms per round]}, "batch": {...}, "calls": {name: [every
     batch-1 call]}, "orders": [[names] per round]}``."""
@@ -116,8 +135,10 @@ def interleaved_rounds(models: dict[str, TimedModel], rounds: int, runs: int = 1
     for index in range(rounds):
         order = round_order(names, index)
         result["orders"].append(order)
-        for name in order:
+        for position, name in enumerate(order):
             model = models[name]
+            if len(names) > 1 or (index == 0 and position == 0):
+                wait_for_quiet_threads()
             calls = timed_calls_ms(model.one, 0, runs, model.sync)
             result["calls"][name] += calls
             result["latency"][name].append(float(statistics.median(calls)))
