@@ -66,26 +66,16 @@ CONF = ROOT / "conf" / "base"
 RESULTS = ROOT / "benchmarks" / "results"
 logger = logging.getLogger("bench_frontier")
 
-#: the recovery every variant but ``auto-new`` uses: conf/base's until the default became
-#: ``ratio: auto``, ``step: 0.5``, ``recovery_epochs: 2`` (pinned, so rows stay comparable)
-OLD = {"step": 0.4, "recovery_epochs": 1, "recovery_min_steps": 0}
-#: variant name -> overrides of conf/base's ``pruning`` block
+#: variant name -> overrides of conf/base's ``pruning`` block: every variant is today's default
+#: (recovery, distillation, floors) but for what its name says. The tables of earlier sessions
+#: (older recovery settings) came from this file at commit 55a8583.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "fixed-0.30": {**OLD, "ratio": 0.3, "target": "macs"},
-    "fixed-0.55": {**OLD, "ratio": 0.55, "target": "macs"},
-    "fixed-0.75": {**OLD, "ratio": 0.75, "target": "macs"},
-    "auto-macs": {**OLD, "ratio": "auto", "target": "macs"},
-    "auto-macs-nodistill": {**OLD, "ratio": "auto", "target": "macs", "distill": None},
-    "auto-latency": {**OLD, "ratio": "auto", "target": "latency"},
-    "auto-latency-nodistill": {**OLD, "ratio": "auto", "target": "latency", "distill": None},
-    # the default this benchmark led to: 3 steps of 2 recovery epochs (no step floor)
-    "auto-new": {"ratio": "auto", "target": "macs", "step": 0.5, "recovery_epochs": 2,
-                 "recovery_min_steps": 0},
-    "auto-new-nodistill": {"ratio": "auto", "target": "macs", "step": 0.5,
-                           "recovery_epochs": 2, "recovery_min_steps": 0, "distill": None},
-    # today's default: 2 recovery epochs but at least 40 optimiser steps per step
-    "auto-steps": {"ratio": "auto", "target": "macs", "step": 0.5, "recovery_epochs": 2,
-                   "recovery_min_steps": 40},
+    "fixed-0.30": {"ratio": 0.3, "target": "macs"},
+    "fixed-0.55": {"ratio": 0.55, "target": "macs"},
+    "fixed-0.75": {"ratio": 0.75, "target": "macs"},
+    "auto": {"ratio": "auto", "target": "macs"},
+    "auto-nodistill": {"ratio": "auto", "target": "macs", "distill": None},
+    "auto-latency": {"ratio": "auto", "target": "latency"},
 }
 FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "recovery_epochs",
           "recovery_min_steps", "recovery_trained_epochs", "step", "threads", "train_images",

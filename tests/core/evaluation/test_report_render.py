@@ -81,3 +81,16 @@ def test_the_int8_trials_are_listed_with_the_verdict():
     assert "| qdq_u8s8_channel_minmax | QDQ | channel | U8S8 | minmax | - | 1.20 ± 0.10 (1.10x)" \
         in report
     assert "int8 does not pay: fp32 is shipped" in report and "failed: Fail: no" in report
+
+
+def test_a_model_that_kept_t_1_says_why():
+    """The evaluation's reason for a PyTorch model, the export's for an ONNX file."""
+    finetuned = {**RESULTS["finetuned"], "ece_uncalibrated": 0.0108, "temperature": 1.0,
+                 "temperature_not_applied": "T=0.84 raises the validation ECE"}
+    onnx = {**RESULTS["finetuned"], "ece_uncalibrated": 0.0108, "temperature": 1.0}
+    export_report = {"models": {"finetuned_onnx": {"calibration": {
+        "temperature": 1.0, "not_applied": "T=0.83 raises the validation ECE"}}}}
+    report = render_report(PLAN, {**RESULTS, "finetuned": finetuned, "finetuned_onnx": onnx},
+                           PRUNING, PROFILE, export_report)
+    assert "- `finetuned`: T = 1 kept: T=0.84 raises the validation ECE." in report
+    assert "- `finetuned_onnx`: T = 1 kept: T=0.83 raises the validation ECE." in report

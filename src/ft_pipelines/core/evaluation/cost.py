@@ -78,7 +78,8 @@ def timing_summary(timings_1: list[float], timings_batch: list[float], batch: in
 MIN_ROUNDS = 5
 # After a call, onnxruntime's (and OpenMP's) worker threads spin for tens of ms before they
 # sleep: on 2 cores, the previous model's spinning worker took a core from the next model, which
-# measured a pruned model at 1,600 images/s instead of the 4,600 it runs alone (docs/performance.md).
+# measured a pruned model at 1,600 images/s instead of the 4,600 it runs alone
+# (docs/performance.md).
 QUIET_WINDOW_S, QUIET_MAX_S, QUIET_CPU_SHARE = 0.01, 0.25, 0.2
 
 

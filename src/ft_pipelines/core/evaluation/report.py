@@ -80,10 +80,12 @@ def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
             return predict_logits(model, data.images, cfg.mean, cfg.std, device=runtime.device)
 
     val = splits.get("val")
-    temperature = (fit_calibration(logits(val), val.labels.numpy())["temperature"]
-                   if val is not None and len(val) else 1.0)
+    fitted = (fit_calibration(logits(val), val.labels.numpy()) if val is not None and len(val)
+              else {"temperature": 1.0, "not_applied": "no validation images to fit T on"})
     test = splits["test"]
-    return calibrated_scores(logits(test), test.labels.numpy(), class_names, temperature)
+    scores = calibrated_scores(logits(test), test.labels.numpy(), class_names,
+                               fitted["temperature"])
+    return {**scores, "temperature_not_applied": fitted["not_applied"]}
 
 
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
@@ -320,9 +322,21 @@ def _baseline_section(results: dict[str, Any]) -> list[str]:
             f"- `{name}`: {row['note']}." for name, row in cheap.items() if row.get("note")]
 
 
-def _calibration_section(results: dict[str, Any]) -> list[str]:
+def _temperature_notes(rows: dict[str, Any], export_report: dict[str, Any] | None
+                       ) -> list[str]:
+    """Why a model kept T = 1: the evaluation's fit for PyTorch models, the export's for ONNX."""
+    exported = (export_report or {}).get("models") or {}
+    reasons = {n: row.get("temperature_not_applied") or
+               ((exported.get(n) or {}).get("calibration") or {}).get("not_applied")
+               for n, row in rows.items()}
+    return [f"- `{n}`: T = 1 kept: {why}." for n, why in reasons.items() if why]
+
+
+def _calibration_section(results: dict[str, Any], export_report: dict[str, Any] | None = None
+                         ) -> list[str]:
     """ECE on the test split before and after each model's temperature (fitted on the
-    validation split: by the export for ONNX files, by the evaluation for PyTorch models)."""
+    validation split: by the export for ONNX files, by the evaluation for PyTorch models), and
+    why a model kept T = 1."""
     rows = {n: r for n, r in results.items() if r.get("ece_uncalibrated") is not None}
     if not rows:
         return []
@@ -335,6 +349,9 @@ def _calibration_section(results: dict[str, Any]) -> list[str]:
              "| model | T | ECE before | ECE after |", "|---|---|---|---|"]
     lines += [f"| {n} | {r.get('temperature', 1.0):.3f} | {r['ece_uncalibrated']:.4f} | "
               f"{r['ece']:.4f} |" for n, r in rows.items()]
+    notes = _temperature_notes(rows, export_report)
+    if notes:
+        lines += ["", *notes]
     worse = [n for n, r in rows.items() if r["ece"] > r["ece_uncalibrated"] + 1e-12]
     if worse:
         lines.append(f"\nThe temperature did not lower the test ECE of "
@@ -467,7 +484,7 @@ def render_report(plan: dict[str, Any], results: dict[str, Any], pruning: dict[s
         lines += _imbalance_section(results, why, ship_recommendation(results, metric)["model"])
     if "finetuned" in results and "pruned" in results:
         lines += _pruning_section(results, pruning)
-    lines += _calibration_section(results)
+    lines += _calibration_section(results, export_report)
     lines += _int8_section(export_report)
     lines += _baseline_section(results)
     lines += _ship_section(results, metric, why)
