@@ -55,7 +55,7 @@ from ft_pipelines.core.models import (  # noqa: E402
     load_model_file,
     save_model_file,
 )
-from ft_pipelines.core.pruning import prune_and_finetune, score_channels  # noqa: E402
+from ft_pipelines.core.pruning import input_sizes, prune_and_finetune, score_channels  # noqa: E402
 from ft_pipelines.core.regularizers import delta_attention  # noqa: E402
 from ft_pipelines.core.similarity import similarity_report  # noqa: E402
 from ft_pipelines.core.strategy import select_strategy  # noqa: E402
@@ -76,8 +76,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto": {"ratio": "auto", "target": "macs"},
     "auto-nodistill": {"ratio": "auto", "target": "macs", "distill": None},
     "auto-latency": {"ratio": "auto", "target": "latency"},
+    "auto-fullsize": {"ratio": "auto", "target": "macs", "input_scales": []},
 }
-FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "recovery_epochs",
+FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "input_size",
+          "recovery_epochs",
           "recovery_min_steps", "recovery_trained_epochs", "step", "threads", "train_images",
           "test_images", "finetuned_test_top1",
           "test_top1", "val_top1_finetuned", "val_top1", "accepted", "search_steps",
@@ -85,8 +87,9 @@ FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "recovery_
           "latency_ms", "latency_spread_ms", "latency_ratio", "finetuned_throughput",
           "finetuned_throughput_spread", "throughput", "throughput_spread",
           "throughput_ratio", "timing_rounds", "wall_s", "load_1min"]
-STEP_KEYS = ("step", "ratio", "pruned_share", "macs_ratio", "cost_fraction", "ort_latency_ms",
-             "ort_throughput", "val_top1", "val_drop_points", "within_limit", "kept")
+STEP_KEYS = ("step", "input_size", "ratio", "pruned_share", "macs_ratio", "cost_fraction",
+             "ort_latency_ms", "ort_throughput", "val_top1", "val_drop_points", "within_limit",
+             "kept")
 
 
 def project_params() -> dict[str, Any]:
@@ -105,11 +108,13 @@ class Context:
     classes: list[str]
     model: nn.Module
     table: pd.DataFrame
+    by_size: dict[int, dict[str, ImageData]]  # the splits at the search's smaller input sizes
 
 
 def load_splits(dataset: str, folder: Path | None, params: dict[str, Any]
-                ) -> tuple[dict[str, ImageData], list[str], dict]:
-    """Ingest as the data_ingestion node does (conf/base's splits, split seed)."""
+                ) -> tuple[dict[int, dict[str, ImageData]], list[str], dict]:
+    """Ingest as the data_ingestion node does (conf/base's splits, split seed); the splits
+    decoded at backbone.input_size and at the pruning search's smaller sizes, by size."""
     ingestion = params["ingestion"]
     source, path = ("image_folder", folder) if dataset == "folder" else (dataset, None)
     good, bad = validate_records(load_records(source, path), ingestion.get("on_bad_image"))
@@ -118,7 +123,9 @@ def load_splits(dataset: str, folder: Path | None, params: dict[str, Any]
         min_per_class=int(ingestion.get("min_per_class", 2)),
         on_duplicate=ingestion.get("on_duplicate", "error"), bad_images=bad)
     profile["source"] = source
-    return split_image_data(table, int(params["backbone"]["input_size"]), None), classes, profile
+    size = int(params["backbone"]["input_size"])
+    sizes = [size, *input_sizes(size, params["pruning"].get("input_scales", []))]
+    return {s: split_image_data(table, s, None) for s in sizes}, classes, profile
 
 
 def finetune_once(splits: dict[str, ImageData], profile: dict, params: dict[str, Any],
@@ -150,11 +157,13 @@ def finetune_once(splits: dict[str, ImageData], profile: dict, params: dict[str,
 
 def context(dataset: str, folder: Path | None, seed: int, params: dict[str, Any]) -> Context:
     """The (data set, seed)'s fine-tuned model and importance table, cached on disk."""
-    splits, classes, profile = load_splits(dataset, folder, params)
+    by_size, classes, profile = load_splits(dataset, folder, params)
+    splits = by_size[int(params["backbone"]["input_size"])]
     cache = RESULTS / "frontier" / f"{dataset}-seed{seed}"
     model_path, table_path = cache / "finetuned.safetensors", cache / "importance.parquet"
     if model_path.exists() and table_path.exists():
-        return Context(splits, classes, load_model_file(model_path), pd.read_parquet(table_path))
+        return Context(splits, classes, load_model_file(model_path), pd.read_parquet(table_path),
+                       by_size)
     model = finetune_once(splits, profile, params, seed)
     importance = {**params["importance"], "seed": seed}
     train = stratified_subset(splits["train"], importance.get("max_images"), seed)
@@ -163,7 +172,7 @@ def context(dataset: str, folder: Path | None, seed: int, params: dict[str, Any]
     cache.mkdir(parents=True, exist_ok=True)
     table.to_parquet(table_path)
     save_model_file(model, model_path)
-    return Context(splits, classes, model, table)
+    return Context(splits, classes, model, table, by_size)
 
 
 def test_top1(model: nn.Module, data: ImageData) -> float:
@@ -202,7 +211,7 @@ def run_cell(ctx: Context, variant: str, pruning: dict[str, Any], threads: int,
     started = time.perf_counter()
     model, summary, _ = prune_and_finetune(ctx.model, ctx.table, ctx.splits, pruning, None,
                                            {"device": "cpu", "precision": "fp32",
-                                            "threads": threads})
+                                            "threads": threads}, ctx.by_size)
     wall = time.perf_counter() - started
     steps = summary.get("steps") or []
     row = {"variant": variant, "ratio": pruning["ratio"], "target": pruning["target"],
@@ -211,7 +220,8 @@ def run_cell(ctx: Context, variant: str, pruning: dict[str, Any], threads: int,
            "recovery_min_steps": pruning.get("recovery_min_steps"),
            "recovery_trained_epochs": (summary.get("recovery") or {}).get("epochs"),
            "step": pruning["step"],
-           "test_top1": test_top1(model, ctx.splits["test"]),
+           "input_size": model.backbone_cfg.input_size,
+           "test_top1": test_top1(model, ctx.by_size[model.backbone_cfg.input_size]["test"]),
            "val_top1_finetuned": summary["val_top1_finetuned"], "val_top1": summary["val_top1"],
            "accepted": summary["accepted"], "search_steps": max(0, len(steps) - 1),
            "macs_ratio": summary["macs_after"] / summary["macs_before"],
@@ -297,15 +307,18 @@ def markdown(path: Path) -> str:
     within = kept_within(path)
     frame["kept_within"] = [within.get((r.dataset, int(r.seed), r.variant))
                             for r in frame.itertuples()]
-    lines = ["| data set | variant | seeds | test top-1 % | drop (points) | MACs kept | "
+    lines = ["| data set | variant | seeds | input px | test top-1 % | drop (points) | "
+             "MACs kept | "
              "ORT latency b1 (x fine-tuned) | ORT throughput b64 (x) | latency ms (spread) | "
              "search kept a step within budget | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, variant), rows in frame.groupby(["dataset", "variant"], sort=False):
         known = rows["kept_within"].dropna()
         kept = f"{int(known.sum())}/{len(known)}" if len(known) else "n/a"
         lines.append(
-            f"| {dataset} | {variant} | {len(rows)} | {_mean_std(rows.test_top1, 100)} | "
+            f"| {dataset} | {variant} | {len(rows)} | "
+            f"{'/'.join(str(int(v)) for v in rows.get('input_size', pd.Series(dtype=float)))} | "
+            f"{_mean_std(rows.test_top1, 100)} | "
             f"{_mean_std(rows['drop'])} | {_mean_std(rows.macs_ratio)} | "
             f"{_mean_std(rows.latency_ratio)} | {_mean_std(rows.throughput_ratio)} | "
             f"{rows.latency_ms.median():.2f} ({rows.latency_spread_ms.median():.2f}) | "

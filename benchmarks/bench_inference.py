@@ -87,8 +87,8 @@ def pruned_variants(finetuned: nn.Module, data: Path, splits: dict[str, ImageDat
     variants = {}
     for round_to in round_tos:
         logger.warning("Pruning with round_to=%s ...", round_to)
-        model, _, _ = prune_and_finetune(finetuned, table, splits, {**params,
-                                                                    "round_to": round_to})
+        model, _, _ = prune_and_finetune(finetuned, table, splits, {
+            **params, "round_to": round_to, "input_scales": []})  # round_to alone
         variants[f"pruned_round_to_{round_to}"] = model.eval()
     return variants
 
@@ -203,9 +203,13 @@ def main() -> None:
         models.update(pruned_variants(models[reference], args.data, splits, args.round_to,
                                       prune_with))
     params = TimingParams(latency_runs=args.runs, latency_warmup=10, throughput_batch=args.batch)
+    # a model the pruning search shrank (pruning.input_scales) is scored at its own size
+    by_size = {size: splits, **{m.backbone_cfg.input_size: load_data(
+        args.data, m.backbone_cfg.input_size, args.max_test_images)[0]
+        for m in models.values() if m.backbone_cfg.input_size != size}}
     rows = [row for name, model in models.items()
-            for row in measure(name, model, splits, class_names, params, args.threads,
-                               args.calibration_images)]
+            for row in measure(name, model, by_size[model.backbone_cfg.input_size], class_names,
+                               params, args.threads, args.calibration_images)]
     environment = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "threads": args.threads, "cpu": cpu_name(), "torch": torch.__version__,
                    "onnxruntime": ort.__version__, "test_images": len(splits["test"]),

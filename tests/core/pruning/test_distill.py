@@ -86,3 +86,29 @@ def test_the_teacher_runs_once_per_sample_and_its_logits_are_reused():
     penalty([1, 2])  # sample 2 is new: the teacher runs on this batch
     penalty([2, 0])
     assert len(calls) == 2
+
+
+class _SizeRecorder(nn.Module):
+    """A teacher trained at 48 px that records the input sizes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone_cfg = type("Cfg", (), {"input_size": 48})()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[-2:]))
+        return x.mean(dim=(2, 3))[:, :2]
+
+
+def test_a_student_at_a_smaller_input_is_taught_by_the_teacher_at_its_own_size():
+    """The search's input steps train the student at 32 px; the teacher sees 48 px."""
+    teacher = _SizeRecorder()
+    student = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    regularizer = Distillation(teacher, torch.tensor([0, 1]), alpha=0.5, temperature=2.0)
+    x = torch.randn(2, 3, 32, 32)
+    regularizer.attach(student)
+    regularizer.select(torch.tensor([0, 1]))
+    student(x)
+    assert torch.isfinite(regularizer.penalty(student, x))
+    assert regularizer.teacher.seen == [(48, 48)]

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.evaluation.report import frontier_lines
-from ft_pipelines.core.models import replace_head
+from ft_pipelines.core.models import load_model_file, replace_head, save_model_file
 from ft_pipelines.core.pruning import l1_scores, prune_and_finetune
 from ft_pipelines.core.pruning import transtailor as transtailor_module
 from ft_pipelines.core.pruning.frontier import (
@@ -20,6 +21,8 @@ from ft_pipelines.core.pruning.frontier import (
     StepOutcome,
     frontier_figure,
     frontier_search,
+    input_size_search,
+    input_sizes,
     surviving_table,
     to_original,
 )
@@ -315,3 +318,102 @@ def test_each_step_is_timed_against_the_unpruned_export_in_the_same_rounds(bundl
     for row in steps:
         assert row["cost_fraction"] == row["ort_latency_ratio"] > 0
         assert row["ort_throughput_ratio"] > 0
+
+
+def test_input_sizes_are_the_scales_rounded_to_8_px_largest_first_never_below_32():
+    assert input_sizes(96, [0.67]) == [64]
+    assert input_sizes(96, [0.5, 0.84, 0.67]) == [80, 64, 48]
+    assert input_sizes(224, [0.67]) == [152]
+    assert input_sizes(48, [0.67, 0.5]) == [32]  # 32 and 24 -> 32, once
+    assert input_sizes(32, [0.67]) == [] and input_sizes(96, []) == []
+
+
+def _size_step(accuracy_of_size: dict[int, float], calls: list):
+    def step(current, index, size):
+        calls.append((current, index, size))
+        return StepOutcome(f"model{size}", accuracy_of_size[size], size / 100, {"input_size": size})
+
+    return step
+
+
+def test_input_steps_stop_at_the_first_size_over_budget_and_keep_the_last_within():
+    calls = []
+    step = _size_step({80: 0.95, 64: 0.945, 48: 0.90, 32: 0.95}, calls)
+    kept, records = input_size_search(step, "channels", [80, 64, 48, 32], 4, 0.95, 1.0)
+    assert [c[1:] for c in calls] == [(4, 80), (5, 64), (6, 48)]  # never tried 32
+    assert calls[1][0] == "model80" and kept == "model64"  # each from the last within
+    assert [r["kept"] for r in records] == [False, True, False]
+    assert [r["step"] for r in records] == [4, 5, 6] and records[1]["input_size"] == 64
+    kept, records = input_size_search(_size_step({80: 0.5}, []), "channels", [80, 64], 4,
+                                      0.95, 1.0)
+    assert kept == "channels" and not any(r["kept"] for r in records)  # the input stays
+
+
+def _disagreeing_input_search():
+    """Rank 1 measures every size far below the budget: both ranks follow rank 0, which is
+    within at 80 px and over at 64."""
+    rank = world()[0]
+    calls = []
+
+    def step(current, index, size):
+        calls.append(size)
+        dist.all_reduce(torch.zeros(1))  # recovery trains data-parallel: a collective per step
+        accuracy = {80: 0.95, 64: 0.5}[size] if rank == 0 else 0.1
+        return StepOutcome(f"model{size}", accuracy, size / 100 * (1 + rank))
+
+    kept, records = input_size_search(step, "channels", [80, 64, 48], 4, 0.95, 1.0)
+    state = {"calls": calls, "kept": kept, "costs": [r["cost_fraction"] for r in records]}
+    gathered = [None] * world()[1]
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+@MULTI_PROCESS
+def test_ranks_that_measure_differently_follow_rank_0s_input_steps():
+    rank0, rank1 = spawn_data_parallel(_disagreeing_input_search, (), 2, "cpu", timeout_s=60,
+                                       task="input-size agreement test")
+    assert rank0["calls"] == rank1["calls"] == [80, 64]
+    assert rank0["kept"] == rank1["kept"] == "model80"
+    assert rank0["costs"] == rank1["costs"] == [0.8, 0.64]
+
+
+def _splits_at(size: int) -> dict[str, ImageData]:
+    generator = torch.Generator().manual_seed(0)
+    return {name: ImageData(torch.randint(0, 256, (n, 3, size, size), generator=generator,
+                                          dtype=torch.uint8), torch.arange(n) % 3)
+            for name, n in (("train", 24), ("val", 12))}
+
+
+@pytest.mark.parametrize("small_size_accuracy", [0.9, 0.3])
+def test_the_search_shrinks_the_input_only_within_the_budget(bundled_backbone, monkeypatch,
+                                                             tmp_path, small_size_accuracy):
+    """After the channel steps, a 48 px model tries 32 px (trained and judged on the images
+    decoded at 32): kept when its accuracy holds, with every stored form at 32 px; else the
+    channel step ships at 48."""
+    model = replace_head(copy.deepcopy(bundled_backbone), 3).eval()
+    model.backbone_cfg = dataclasses.replace(model.backbone_cfg, input_size=48)
+    table = table_for(model, l1_scores(model), torch.randn(1, 3, 48, 48), [model.classifier])
+    sizes_judged = []
+
+    def accuracy(m, data):
+        sizes_judged.append((m.backbone_cfg.input_size, data.images.shape[-1]))
+        return small_size_accuracy if m.backbone_cfg.input_size == 32 else 0.9
+
+    monkeypatch.setattr(transtailor_module, "validation_top1", accuracy)
+    params = {**UNGUARDED_PRUNING, "ratio": "auto", "step": 0.3, "max_ratio": 0.3,
+              "target": "macs", "recovery_min_steps": 0, "recovery_epochs": 1,
+              "finetune_epochs": 1, "max_val_drop": 1.0, "max_attempts": 1,
+              "input_scales": [0.67]}
+    pruned, summary, _ = prune_and_finetune(model, table, _splits_at(48), params, None, None,
+                                            {32: _splits_at(32)})
+    assert all(model_size == data_size for model_size, data_size in sizes_judged)
+    steps = summary["steps"]
+    assert [r["input_size"] for r in steps] == [48, 48, 32]
+    assert steps[2]["macs"] < 0.5 * steps[1]["macs"]  # (32/48)^2 = 0.44 of the MACs
+    shrunk = small_size_accuracy == 0.9
+    assert [r["kept"] for r in steps] == [False, not shrunk, shrunk]
+    assert summary["input_size_after"] == pruned.backbone_cfg.input_size == (32 if shrunk else 48)
+    assert summary["macs_after"] == steps[2 if shrunk else 1]["macs"]
+    save_model_file(pruned, tmp_path / "pruned.safetensors")
+    loaded = load_model_file(tmp_path / "pruned.safetensors")
+    assert loaded.backbone_cfg.input_size == pruned.backbone_cfg.input_size

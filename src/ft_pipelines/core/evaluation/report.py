@@ -91,7 +91,8 @@ def _calibrated_torch_scores(model: nn.Module, splits: dict[str, ImageData],
 def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
                     class_names: list[str], settings: EvaluationParams,
                     runtime: RuntimeParams | None = None,
-                    exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None
+                    exported: dict[str, tuple[dict[str, Any], TimedModel]] | None = None,
+                    splits_by_size: dict[int, dict[str, ImageData]] | None = None
                     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Figure]]:
     """Score every model on the test split, plus the pixel baselines.
 
@@ -99,6 +100,8 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
     fitted on its frozen features of the training split) and the trained classifiers.
     ``exported``: rows scored elsewhere (onnxruntime) with what times them. Every PyTorch and
     exported model is timed in the same interleaved rounds (``compare_timings``).
+    ``splits_by_size``: the splits decoded at other input sizes; a model whose
+    ``backbone_cfg.input_size`` is among them is scored on those (else on ``splits``).
     """
     test = splits["test"]
     resolved = resolve_runtime(runtime)  # runtime.device / runtime.precision
@@ -108,7 +111,8 @@ def evaluate_models(models: dict[str, nn.Module], splits: dict[str, ImageData],
             model = linear_probe_model(model, splits["train"], len(class_names),
                                        settings.probe_max_iter, str(resolved.device))
         model.eval()
-        scores = _calibrated_torch_scores(model, splits, class_names, resolved)
+        own = (splits_by_size or {}).get(model.backbone_cfg.input_size, splits)
+        scores = _calibrated_torch_scores(model, own, class_names, resolved)
         scores.update(static_cost(model))
         scores.update(resolved.describe())  # where latency/throughput were measured
         results[name], timed_models[name] = scores, model
@@ -290,14 +294,20 @@ def frontier_lines(pruning_summary: dict[str, Any]) -> list[str]:
     lines = ["", f"Pruning search (target `{pruning_summary.get('target')}`, "
                  f"{pruning_summary.get('share', 0):.0%} of the remaining cost per step, budget "
                  f"{pruning_summary.get('max_val_drop')} validation points):", "",
-             "| step | MACs | params | ORT latency (ms) | ORT img/s (b64) | val top-1 | kept |",
-             "|---|---|---|---|---|---|---|"]
+             "| step | input (px) | MACs | params | ORT latency (ms) | ORT img/s (b64) | "
+             "val top-1 | kept |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in steps:
         latency = "" if r.get("ort_latency_ms") is None else f"{r['ort_latency_ms']:.2f}"
         speed = "" if r.get("ort_throughput") is None else f"{r['ort_throughput']:.0f}"
-        lines.append(f"| {r['step']} | {r['macs'] / 1e6:.1f} M | {r['params'] / 1e6:.2f} M | "
-                     f"{latency} | {speed} | {100 * r['val_top1']:.2f} % | "
-                     f"{'yes' if r['kept'] else ''} |")
+        lines.append(f"| {r['step']} | {r.get('input_size', '')} | {r['macs'] / 1e6:.1f} M | "
+                     f"{r['params'] / 1e6:.2f} M | {latency} | {speed} | "
+                     f"{100 * r['val_top1']:.2f} % | {'yes' if r['kept'] else ''} |")
+    before, after = (pruning_summary.get(f"input_size_{k}") for k in ("before", "after"))
+    if before and after and after != before:
+        lines += ["", f"After the channel steps the search shrank the input from {before} to "
+                      f"{after} px (`pruning.input_scales`): the shipped model, its exports and "
+                      "predict decode images at that size."]
     return lines
 
 

@@ -7,7 +7,7 @@ from ft_pipelines.core.models.artifact import (
     read_spec,
     save_model_file,
 )
-from ft_pipelines.core.models.config import BackboneConfig, attach_config
+from ft_pipelines.core.models.config import BackboneConfig, attach_config, with_input_size
 from ft_pipelines.core.models.layouts import (
     LAYOUT_FAMILIES,
     BackboneLayout,
@@ -53,6 +53,7 @@ __all__ = [
     "LayoutFamily",
     "apply_surgery",
     "attach_config",
+    "with_input_size",
     "classes_of",
     "data_fingerprint",
     "describe_source",

@@ -42,6 +42,14 @@ class BackboneConfig:
         return cls(layout=layout, **data)
 
 
+def with_input_size(model: nn.Module, size: int) -> nn.Module:
+    """``model`` set to take ``size`` px inputs (the weights are unchanged: a convolutional
+    network with global pooling runs at any size). What reads the size follows: decoding for
+    training, evaluation and predict, the export's graph, MACs and timings."""
+    model.backbone_cfg = replace(model.backbone_cfg, input_size=int(size))
+    return model
+
+
 def attach_config(model: nn.Module, config: BackboneConfig) -> nn.Module:
     """Attach ``config`` to ``model`` with the layout read off the model as it is now."""
     model.backbone_cfg = replace(config, layout=describe_layout(model))

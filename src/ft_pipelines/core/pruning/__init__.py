@@ -2,7 +2,7 @@
 baselines, the importance table, pruning with torch-pruning, and prune-then-fine-tune."""
 
 from ft_pipelines.core.pruning.baselines import l1_scores
-from ft_pipelines.core.pruning.frontier import frontier_figure
+from ft_pipelines.core.pruning.frontier import frontier_figure, input_sizes
 from ft_pipelines.core.pruning.graph import prunable_bn_layers
 from ft_pipelines.core.pruning.importance import (
     IMPORTANCE_METHODS,
@@ -25,6 +25,7 @@ __all__ = [
     "PruningParams",
     "channel_groups",
     "frontier_figure",
+    "input_sizes",
     "importance_table",
     "l1_scores",
     "prunable_bn_layers",

@@ -99,6 +99,12 @@ class Distillation(Regularizer):
         if self._teacher_logits is not None and bool(self._seen[indices].all()):
             return self._teacher_logits[indices]
         self.teacher.to(inputs.device)
+        size = getattr(getattr(self.teacher, "backbone_cfg", None), "input_size", None)
+        if size is not None and inputs.shape[-1] != size:
+            # a student at a smaller input size (the search's input steps): the teacher sees
+            # the batch at its own size, as it was trained
+            inputs = F.interpolate(inputs, size=(size, size), mode="bilinear",
+                                   align_corners=False)
         with torch.no_grad():  # not inference_mode: the loss saves these for its backward
             logits = self.teacher(inputs).float().cpu()
         if self._teacher_logits is None:

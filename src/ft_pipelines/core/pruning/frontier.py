@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: a step that would remove less than this share of the remaining cost is not worth a step
 MIN_STEP_SHARE = 0.02
+#: the smallest input (px) the search shrinks a model to (a 32-stride network's last map is 1x1)
+MIN_INPUT_SIZE = 32
 #: hard cap on the steps of one search (the floors end it much sooner in practice)
 MAX_STEPS = 20
 #: onnxruntime timing of one step, with the project's one interleaved timer against the
@@ -97,25 +99,17 @@ def frontier_search(step: Callable[[Any, int, float], StepOutcome], start: Any,
         except PruningLimitReached as error:  # deterministic: every rank stops here alike
             logger.info("Pruning search stops at step %d: %s", index, error)
             break
-        # one yardstick for every rank: rank 0's measurements decide continue / stop / keep
-        val_top1, cost = rank0_decides((outcome.val_top1, outcome.cost_fraction))
-        drop = 100.0 * (reference - val_top1)
-        within = drop <= settings.max_drop_points
-        record = {"step": index, "attempt": index, "ratio": step_share, **outcome.details,
-                  "cost_fraction": cost, "val_top1": val_top1, "val_drop_points": drop,
-                  "within_limit": within, "kept": False,
-                  "seconds": time.perf_counter() - started}
+        record = _judged(outcome, index, step_share, reference, settings.max_drop_points,
+                         started)
         records.append(record)
-        logger.info("Pruning step %d (share %.3f, cost %.3f of the unpruned): val top-1 %.4f "
-                    "(%.2f points below the fine-tuned %.4f)%s", index, step_share, cost,
-                    val_top1, drop, reference, "" if within else ": over the budget")
+        within = record["within_limit"]
         if within:  # the new best: the previous one is dropped (one best in memory)
             best, best_record = outcome.candidate, record
-            current, remaining = outcome.candidate, cost
+            current, remaining = outcome.candidate, record["cost_fraction"]
             continue
         if best_record is not None and best_record["within_limit"]:
             break  # the frontier is passed: ship the last step within the budget
-        if best_record is None or val_top1 > best_record["val_top1"]:
+        if best_record is None or record["val_top1"] > best_record["val_top1"]:
             best, best_record = outcome.candidate, record  # fallback, flagged, if none passes
         if len(records) >= settings.max_attempts:  # every step so far was a try of the first
             break
@@ -126,6 +120,51 @@ def frontier_search(step: Callable[[Any, int, float], StepOutcome], start: Any,
             "room. Raise pruning.max_layer_ratio or lower pruning.min_feature_channels.")
     best_record["kept"] = True
     return best, records, bool(best_record["within_limit"])
+
+
+def _judged(outcome: StepOutcome, index: int, share: float, reference: float,  # noqa: PLR0917
+            max_drop_points: float, started: float) -> dict[str, Any]:
+    """A step's record, judged against the budget. One yardstick for every rank: rank 0's
+    measurements (validation top-1, cost) decide continue / stop / keep."""
+    val_top1, cost = rank0_decides((outcome.val_top1, outcome.cost_fraction))
+    drop = 100.0 * (reference - val_top1)
+    within = drop <= max_drop_points
+    logger.info("Pruning step %d (share %.3f, cost %.3f of the unpruned): val top-1 %.4f "
+                "(%.2f points below the fine-tuned %.4f)%s", index, share, cost, val_top1, drop,
+                reference, "" if within else ": over the budget")
+    return {"step": index, "attempt": index, "ratio": share, **outcome.details,
+            "cost_fraction": cost, "val_top1": val_top1, "val_drop_points": drop,
+            "within_limit": within, "kept": False, "seconds": time.perf_counter() - started}
+
+
+def input_sizes(size: int, scales: list[float]) -> list[int]:
+    """The smaller input sizes ``pruning.input_scales`` asks for, largest first: each scale of
+    ``size`` rounded to a multiple of 8 px, at least 32 (``MIN_INPUT_SIZE``)."""
+    sizes = {max(MIN_INPUT_SIZE, 8 * round(size * scale / 8)) for scale in scales}
+    return sorted((s for s in sizes if s < size), reverse=True)
+
+
+def input_size_search(step: Callable[[Any, int, int], StepOutcome], start: Any,
+                      sizes: list[int], first_index: int, reference: float,
+                      max_drop_points: float) -> tuple[Any, list[dict]]:
+    """After the channel steps: ``step(current, index, size)`` -> :class:`StepOutcome` for each
+    of ``sizes`` in turn, each from the last one within the budget; stops at the first over it.
+    Returns (the last candidate within the budget, else ``start``; one record per step, the
+    kept one marked)."""
+    kept, records = start, []
+    for index, size in enumerate(sizes, start=first_index):
+        started = time.perf_counter()
+        set_activity(f"pruning search step {index} (input {size} px)")
+        outcome = step(kept, index, size)
+        record = _judged(outcome, index, 0.0, reference, max_drop_points, started)
+        records.append(record)
+        if not record["within_limit"]:
+            break
+        kept = outcome.candidate
+    within = [r for r in records if r["within_limit"]]
+    if within:
+        within[-1]["kept"] = True
+    return kept, records
 
 
 def _renumber(table: pd.DataFrame, kept: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -218,7 +257,7 @@ def step_costs(model: nn.Module, threads: int | None, timed: bool,  # noqa: PLR0
     macs, params = count_macs_params(model, torch.zeros(1, 3, size, size))
     timings = onnx_timings(model, threads, reference, runner) if timed else {
         "ort_latency_ms": None, "ort_throughput": None}
-    return {"macs": int(macs), "params": int(params), **timings}
+    return {"macs": int(macs), "params": int(params), "input_size": size, **timings}
 
 
 def timing_rank() -> bool:

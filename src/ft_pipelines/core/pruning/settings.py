@@ -36,11 +36,16 @@ class PruningParams(Schema):
     # a number: that fraction of channels or MACs removed (backing off while over max_val_drop);
     # auto: the iterative search (core/pruning/frontier.py), step by step down to max_ratio
     ratio: float | Literal["auto"] = "auto"
-    # auto: share of the remaining cost cut per step; 0.5 reaches max_ratio 0.8 in 3 steps, so
+    # auto: share of the remaining cost cut per step; 0.5 reaches max_ratio 0.75 in 2 steps, so
     # each step can afford 2 recovery epochs (1 made the search stop on noise, docs/performance.md)
     step: float = Field(default=0.5, gt=0, lt=1)
-    max_ratio: float = Field(default=0.8, gt=0, lt=1)   # auto: the most of the cost it may remove
+    # auto: the most of the cost the channel steps may remove; the input steps come after
+    max_ratio: float = Field(default=0.75, gt=0, lt=1)
     steps: Count = 2
+    # auto: after the channel steps, the search tries each of these fractions of the input size
+    # (a step: recover at that size, judged like the others; rounded to 8 px, at least 32), so a
+    # model over-resolved for its data ships smaller inputs; []: keep the fine-tuned input size
+    input_scales: list[float] = Field(default_factory=lambda: [0.67])
     recovery_epochs: NonNegativeInt = 2     # training after each step before it is judged
     # ... and at least this many optimiser steps: max(recovery_epochs x steps_per_epoch, this),
     # trained as whole epochs (0: epochs only). 40 = the digits demo's 2 epochs x 20 steps, so
@@ -62,6 +67,14 @@ class PruningParams(Schema):
     @classmethod
     def _registered_importance(cls, value: str) -> str:
         return check_registered(value, IMPORTANCE_METHODS)
+
+    @field_validator("input_scales")
+    @classmethod
+    def _scales_shrink(cls, value: list[float]) -> list[float]:
+        if any(not 0 < scale < 1 for scale in value):
+            raise ValueError(f"each scale must be in (0, 1), got {value}: they shrink "
+                             "backbone.input_size (e.g. [0.67] takes 96 px to 64)")
+        return sorted(value, reverse=True)
 
     @field_validator("ratio", mode="before")
     @classmethod

@@ -17,12 +17,15 @@ from torch import nn
 
 from ft_pipelines.core.data import ImageData
 from ft_pipelines.core.export import OnnxRunner
+from ft_pipelines.core.models import with_input_size
 from ft_pipelines.core.pruning.baselines import feeding_convs
 from ft_pipelines.core.pruning.distill import Distillation, check_plain_loss
 from ft_pipelines.core.pruning.frontier import (
     SearchSettings,
     StepOutcome,
     frontier_search,
+    input_size_search,
+    input_sizes,
     onnx_runner,
     step_costs,
     surviving_table,
@@ -239,17 +242,27 @@ def _prune_step(parent: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one se
         feature_floor=_feature_floor(model, params), original_channels=original,
         macs_tolerance=STEP_MACS_TOLERANCE)
     removed = to_original(table, removed_before, summary["removed_channels"])
+    _recover(model, table, removed, splits, params, runtime, index, checkpoint_dir, teacher)
+    return model.cpu(), removed
+
+
+def _recover(model: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (one search step)
+             removed: dict[str, list[int]], splits: dict[str, ImageData], params: PruningParams,
+             runtime: RuntimeParams, index: int, checkpoint_dir: Path | None,
+             teacher: nn.Module | None) -> None:
+    """A search step's recovery in place: :func:`recovery_budget`'s epochs, distilled from
+    ``teacher``, seeded by the step."""
     epochs = recovery_budget(params, len(splits["train"]), runtime)["epochs"]
     if epochs > 0:
         _finetune(model, table, removed, splits, params, runtime, epochs,
                   params.seed + 100 + index, checkpoint_dir, teacher, progress=False)
-    return model.cpu(), removed
 
 
 def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
                        params: PruningParams | dict[str, Any],
                        checkpoint_dir: Path | None = None,
-                       runtime: RuntimeParams | dict[str, Any] | None = None
+                       runtime: RuntimeParams | dict[str, Any] | None = None,
+                       splits_by_size: dict[int, dict[str, ImageData]] | None = None
                        ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """Prune, recover and fine-tune a copy of ``model``; back off the ratio (see
     :func:`back_off`) while validation top-1 falls more than ``max_val_drop`` points below the
@@ -260,22 +273,29 @@ def prune_and_finetune(model: nn.Module, table: pd.DataFrame, splits: dict[str, 
     table), recovery and importance-aware fine-tuning train data-parallel, every rank takes the
     same back-off decisions (its validation top-1 is computed from the same synchronised
     weights), and rank 0's pruned model comes back.
+
+    ``splits_by_size``: the same splits decoded at each of ``input_sizes(model's size,
+    pruning.input_scales)`` (``ratio: auto``); a size without them is not tried.
     """
     params = PruningParams.model_validate(params)  # a plain dict (scripts): the schema's defaults
     runtime = RuntimeParams.model_validate(runtime or {})
     return run_data_parallel(_prune_and_finetune_here, (model, table, splits, params, runtime,
-                                                        checkpoint_dir), runtime,
+                                                        checkpoint_dir, splits_by_size or {}),
+                             runtime,
                              task="pruning (prune, recover, fine-tune)")
 
 
 def _prune_and_finetune_here(model: nn.Module, table: pd.DataFrame,
                              splits: dict[str, ImageData], params: PruningParams,
-                             runtime: RuntimeParams, checkpoint_dir: Path | None
+                             runtime: RuntimeParams, checkpoint_dir: Path | None,
+                             splits_by_size: dict[int, dict[str, ImageData]]
                              ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
     """:func:`prune_and_finetune` in this process (one rank of several when a group exists)."""
     reference = validation_top1(model.cpu(), splits["val"])
     if params.ratio == "auto":
-        return _search_here(model, table, splits, params, runtime, checkpoint_dir, reference)
+        return _search_here(model, table, {model.backbone_cfg.input_size: splits,
+                                           **splits_by_size},
+                            params, runtime, checkpoint_dir, reference)
 
     def attempt(index: int, ratio: float) -> tuple[tuple, float, dict]:
         directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"attempt-{index}"
@@ -361,12 +381,15 @@ def _measured_row(model: nn.Module, runtime: RuntimeParams,
     return rank0_decides(row)
 
 
-def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageData],
-                 params: PruningParams, runtime: RuntimeParams, checkpoint_dir: Path | None,
-                 reference: float) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
-    """``pruning.ratio: auto`` in this process: :func:`frontier_search` over pruning steps,
-    then importance-aware fine-tuning of the kept step."""
-    target = params.target
+def _search_here(model: nn.Module, table: pd.DataFrame,  # noqa: PLR0917 (the stage's inputs)
+                 by_size: dict[int, dict[str, ImageData]], params: PruningParams,
+                 runtime: RuntimeParams, checkpoint_dir: Path | None, reference: float
+                 ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame]:
+    """``pruning.ratio: auto`` in this process: :func:`frontier_search` over pruning steps, then
+    :func:`input_size_search` over smaller inputs (``by_size``: the splits decoded at each
+    size, the fine-tuned model's included), then importance-aware fine-tuning of the kept step."""
+    size = model.backbone_cfg.input_size
+    splits, target = by_size[size], params.target
     original = _channel_counts(model)
     logger.info("Pruning search: each step recovers for %s",
                 recovery_budget(params, len(splits["train"]), runtime)["reason"])
@@ -377,36 +400,75 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
              "cost_fraction": 1.0, "val_top1": reference, "val_drop_points": 0.0,
              "within_limit": True, "kept": False}
 
+    def outcome(candidate: tuple[nn.Module, dict, dict], data: dict[str, ImageData],
+                **details: Any) -> StepOutcome:
+        row = _measured_row(candidate[0], runtime, unpruned)
+        details = {**row, "macs_ratio": row["macs"] / first["macs"], **details}
+        return StepOutcome((*candidate[:2], row), validation_top1(candidate[0], data["val"]),
+                           _cost_fraction(target, row, first), details)
+
     def step(current: tuple[nn.Module, dict, dict], index: int, share: float) -> StepOutcome:
         parent, removed_before, parent_row = current
-        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
         prune_share = _pruning_share(target, share, parent_row, first)
         pruned, removed = _prune_step(parent, table, removed_before, original, splits, params,
-                                      runtime, prune_share, index, directory, teacher=model)
-        row = _measured_row(pruned, runtime, unpruned)
-        details = {**row, "macs_ratio": row["macs"] / first["macs"], "pruned_share": prune_share}
-        return StepOutcome((pruned, removed, row), validation_top1(pruned, splits["val"]),
-                           _cost_fraction(target, row, first), details)
+                                      runtime, prune_share, index,
+                                      _step_dir(checkpoint_dir, index), teacher=model)
+        return outcome((pruned, removed, None), splits, pruned_share=prune_share)
+
+    def shrink(current: tuple[nn.Module, dict, dict], index: int, new_size: int) -> StepOutcome:
+        smaller = with_input_size(copy.deepcopy(current[0]).cpu(), new_size)
+        smaller.requires_grad_(True)
+        _recover(smaller, table, current[1], by_size[new_size], params, runtime, index,
+                 _step_dir(checkpoint_dir, index), model)
+        return outcome((smaller, current[1], None), by_size[new_size])
 
     settings = SearchSettings(share=params.step, max_ratio=params.max_ratio,
                               max_drop_points=params.max_val_drop,
                               max_attempts=params.max_attempts)
-    (pruned, removed, _), steps, _ = frontier_search(step, (model, {}, first), reference,
-                                                     settings)
-    history = _finetune(pruned, table, removed, splits, params, runtime, params.finetune_epochs,
+    kept, steps, within = frontier_search(step, (model, {}, first), reference, settings)
+    asked = input_sizes(size, params.input_scales) if within else []
+    sizes = [s for s in asked if s in by_size]
+    if sizes != asked:
+        logger.info("Pruning search: no images decoded at %s px were given: those input sizes "
+                    "are not tried", sorted(set(asked) - set(sizes)))
+    kept, size_steps = input_size_search(shrink, kept, sizes, len(steps) + 1, reference,
+                                         params.max_val_drop)
+    if any(r["kept"] for r in size_steps):
+        next(r for r in steps if r["kept"])["kept"] = False
+    pruned, removed, _ = kept
+    data = by_size[pruned.backbone_cfg.input_size]
+    history = _finetune(pruned, table, removed, data, params, runtime, params.finetune_epochs,
                         params.seed, checkpoint_dir and Path(checkpoint_dir) / "finetune", model)
-    val_top1 = rank0_decides(validation_top1(pruned, splits["val"]))
+    val_top1 = rank0_decides(validation_top1(pruned, data["val"]))
+    summary = _search_summary(model, pruned, params, settings, [first, *steps, *size_steps],
+                              reference, val_top1, recovery_budget(params, len(data["train"]),
+                                                                   runtime))
+    _warn_if_rejected(summary)
+    return pruned, summary, history
+
+
+def _step_dir(checkpoint_dir: Path | None, index: int) -> Path | None:
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / f"step-{index}"
+
+
+def _search_summary(model: nn.Module, pruned: nn.Module,  # noqa: PLR0917 (one summary)
+                    params: PruningParams, settings: SearchSettings, steps: list[dict],
+                    reference: float, val_top1: float, recovery: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """The search's ``pruning_summary``: the kept step, what it cost, every step tried."""
+    first, kept = steps[0], next(r for r in steps if r["kept"])
+    original, after = _channel_counts(model), _channel_counts(pruned)
     drop = 100.0 * (reference - val_top1)
-    after = _channel_counts(pruned)
-    kept = next(r for r in steps if r["kept"])
-    summary = {
-        "target": target, "ratio": "auto", "share": settings.share,
-        "max_ratio": settings.max_ratio, "distill": _plain(params.distill),
-        "recovery": recovery_budget(params, len(splits["train"]), runtime),
+    return {
+        "target": params.target, "ratio": "auto", "share": settings.share,
+        "max_ratio": settings.max_ratio, "distill": _plain(params.distill), "recovery": recovery,
         "cost_removed": 1.0 - kept["cost_fraction"],
         "channel_ratio": 1.0 - sum(after.values()) / sum(original.values()),
         "max_layer_ratio": params.max_layer_ratio,
         "round_to": params.round_to, "feature_floor": _feature_floor(model, params),
+        "input_size_before": model.backbone_cfg.input_size,
+        "input_size_after": pruned.backbone_cfg.input_size,
+        "input_scales": list(params.input_scales),
         "macs_before": first["macs"], "macs_after": kept["macs"],
         "params_before": first["params"], "params_after": kept["params"],
         "layers": {name: [original[name], after[name]] for name in original},
@@ -414,7 +476,4 @@ def _search_here(model: nn.Module, table: pd.DataFrame, splits: dict[str, ImageD
         "size_bytes_before": model_size_bytes(model), "size_bytes_after": model_size_bytes(pruned),
         "val_top1_finetuned": reference, "val_top1_step": kept["val_top1"], "val_top1": val_top1,
         "val_drop_points": drop, "max_val_drop": settings.max_drop_points,
-        "accepted": drop <= settings.max_drop_points, "steps": [first, *steps],
-        "attempts": steps}
-    _warn_if_rejected(summary)
-    return pruned, summary, history
+        "accepted": drop <= settings.max_drop_points, "steps": steps, "attempts": steps[1:]}

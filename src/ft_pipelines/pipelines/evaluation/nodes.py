@@ -28,14 +28,19 @@ def evaluate(pretrained_model: nn.Module, finetuned_model: nn.Module, pruned_mod
     """PyTorch rows, a row per exported model kind (onnxruntime, same threads) and baselines.
 
     ``exported_models``: every registered kind by name; an optional one never made is None."""
-    size = finetuned_model.backbone_cfg.input_size
-    splits = split_image_data(images, size, decode_cache_dir)
     models = {"linear_probe": pretrained_model, "finetuned": finetuned_model,
               "pruned": pruned_model}
-    exported = {name: score_onnx(model, splits["test"], class_names, evaluation.throughput_batch)
-                for name, model in exported_models.items() if isinstance(model, OnnxModel)}
-    results, _, figures = evaluate_models(models, splits, class_names, evaluation, runtime,
-                                          exported)
+    onnx = {name: model for name, model in exported_models.items()
+            if isinstance(model, OnnxModel)}
+    # each model is scored on the images decoded at its own input size (the pruning search
+    # may have shrunk it), as predict decodes them for it
+    sizes = {m.backbone_cfg.input_size for m in models.values()} | {
+        m.input_size for m in onnx.values()}
+    by_size = {s: split_image_data(images, s, decode_cache_dir) for s in sorted(sizes)}
+    exported = {name: score_onnx(model, by_size[model.input_size]["test"], class_names,
+                                 evaluation.throughput_batch) for name, model in onnx.items()}
+    results, _, figures = evaluate_models(models, by_size[finetuned_model.backbone_cfg.input_size],
+                                          class_names, evaluation, runtime, exported, by_size)
     checks = export_report.get("models") or {}
     for name in exported:
         if (checks.get(name) or {}).get("recommended") is False:
