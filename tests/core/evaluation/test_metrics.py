@@ -187,3 +187,7 @@ def test_inference_passes_run_channels_last_and_leave_the_model_contiguous(fresh
                                atol=1e-5)
     kernels = [p for p in model.parameters() if p.dim() == 4]
     assert all(p.is_contiguous() for p in kernels)
+    # and it can still be trained: no parameter became an inference tensor
+    assert not any(p.is_inference() for p in model.parameters())
+    model.requires_grad_(True)
+    model(utils.normalise(images, cfg.mean, cfg.std)).sum().backward()

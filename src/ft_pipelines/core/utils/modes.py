@@ -46,9 +46,13 @@ def on_device(model: nn.Module, device: str | torch.device, *, channels_last: bo
     batches), contiguous again on exit, as models are stored and timed."""
     original = model_device(model)
     layout = {"memory_format": torch.channels_last} if channels_last else {}
-    model.to(device, **layout)
+    # converted outside inference mode even when the caller is in it: parameters re-created
+    # there would be inference tensors, and the model could never be trained again
+    with torch.inference_mode(False):
+        model.to(device, **layout)
     try:
         yield model
     finally:
-        model.to(original, **({"memory_format": torch.contiguous_format} if channels_last
-                              else {}))
+        with torch.inference_mode(False):
+            model.to(original, **({"memory_format": torch.contiguous_format}
+                                  if channels_last else {}))
