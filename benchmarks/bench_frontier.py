@@ -37,6 +37,7 @@ import onnxruntime as ort  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from study import project_params  # noqa: E402 (benchmarks/ is on sys.path as a script)
 from torch import nn  # noqa: E402
 
 from ft_pipelines.core.data import (  # noqa: E402
@@ -62,7 +63,6 @@ from ft_pipelines.core.strategy import select_strategy  # noqa: E402
 from ft_pipelines.core.training import finetune_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf" / "base"
 RESULTS = ROOT / "benchmarks" / "results"
 logger = logging.getLogger("bench_frontier")
 
@@ -90,14 +90,6 @@ FIELDS = ["dataset", "seed", "variant", "ratio", "target", "distill", "input_siz
 STEP_KEYS = ("step", "input_size", "ratio", "pruned_share", "macs_ratio", "cost_fraction",
              "ort_latency_ms", "ort_throughput", "val_top1", "val_drop_points", "within_limit",
              "kept")
-
-
-def project_params() -> dict[str, Any]:
-    """Every ``parameters_*.yml`` of conf/base merged (top-level keys are distinct)."""
-    params: dict[str, Any] = {}
-    for path in sorted(CONF.glob("parameters_*.yml")):
-        params.update(yaml.safe_load(path.read_text()) or {})
-    return params
 
 
 @dataclass

@@ -32,7 +32,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
+from kedro.config import OmegaConfigLoader  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from torch import nn  # noqa: E402
@@ -133,11 +133,10 @@ def grid_cells(datasets: list[str], sizes: list[str], seeds: list[int],
 # ---------------------------------------------------------------------------- project params
 @cache
 def project_params() -> dict[str, Any]:
-    """Every ``parameters_*.yml`` of conf/base merged (top-level keys are distinct)."""
-    params: dict[str, Any] = {}
-    for path in sorted(CONF.glob("parameters_*.yml")):
-        params.update(yaml.safe_load(path.read_text()) or {})
-    return params
+    """conf/base's parameters as a run reads them (Kedro's loader: ``${globals:...}`` such as
+    the timing protocol resolved), as plain dicts."""
+    loader = OmegaConfigLoader(str(CONF.parent), base_env="base", default_run_env="base")
+    return copy.deepcopy(dict(loader["parameters"]))
 
 
 def resolve_epochs(strategy: str, plan_epochs: int, spec: dict[str, int], scale: float) -> int:

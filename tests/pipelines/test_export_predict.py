@@ -69,6 +69,10 @@ def test_ci_chain_then_predict_on_new_images(ci_chain, ci_chain_copy, tmp_path):
                          .read_text())
     assert sidecar["source_model"]["artifact"]["version"] == pruned_version
     assert sidecar["class_names"] == [str(i) for i in range(10)]
+    # the search's input step (ci: 64 -> 40 px) is tried; the export takes the kept size
+    summary = json.loads(latest(ci_chain, "08_reporting/pruning_summary.json").read_text())
+    assert sidecar["input_size"] == summary["input_size_after"]
+    assert {r["input_size"] for r in summary["steps"]} <= {64, 40}
     # every int8 configuration tried is a row; the kept one is the file; T fitted per file
     trials = report["int8_trials"]
     assert len(trials) >= 6 and sum(t["chosen"] for t in trials) == 1

@@ -154,8 +154,11 @@ def _disagreeing_search():
         return StepOutcome(f"model{index}", accuracy, (1 - share) ** index * (1 + rank))
 
     kept, records, accepted = frontier_search(step, "start", 0.95, settings())
-    state = {"calls": calls, "kept": kept, "accepted": accepted,
-             "costs": [r["cost_fraction"] for r in records]}
+    return _every_rank({"calls": calls, "kept": kept, "accepted": accepted,
+                        "costs": [r["cost_fraction"] for r in records]})
+
+
+def _every_rank(state: dict) -> list[dict]:
     gathered = [None] * world()[1]
     dist.all_gather_object(gathered, state)
     return gathered
@@ -362,10 +365,8 @@ def _disagreeing_input_search():
         return StepOutcome(f"model{size}", accuracy, size / 100 * (1 + rank))
 
     kept, records = input_size_search(step, "channels", [80, 64, 48], 4, 0.95, 1.0)
-    state = {"calls": calls, "kept": kept, "costs": [r["cost_fraction"] for r in records]}
-    gathered = [None] * world()[1]
-    dist.all_gather_object(gathered, state)
-    return gathered
+    return _every_rank({"calls": calls, "kept": kept,
+                        "costs": [r["cost_fraction"] for r in records]})
 
 
 @MULTI_PROCESS

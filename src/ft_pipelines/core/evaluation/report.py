@@ -269,7 +269,9 @@ def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[s
              f"{pruning.get('round_to') or 1}, the classifier's input keeps at least "
              f"{pruning.get('feature_floor')} channels."]
     attempts = pruning.get("attempts") or []
-    if attempts:
+    if attempts and pruning.get("steps"):  # the search: its steps say it all
+        lines += frontier_lines(pruning)
+    elif attempts:
         lines += ["", f"Validation top-1 of the fine-tuned model: "
                       f"{_pct(pruning.get('val_top1_finetuned'))}; a pruned model may lose at "
                       f"most {pruning.get('max_val_drop')} points, else the ratio is halved.", "",
@@ -278,11 +280,10 @@ def _pruning_section(results: dict[str, Any], pruning: dict[str, Any]) -> list[s
         lines += [f"| {a['attempt']} | {a['ratio']:.3f} | {a.get('macs_ratio', 0):.2f}x | "
                   f"{_pct(a['val_top1'])} | {a['val_drop_points']:.2f} | "
                   f"{'yes' if a['kept'] else ''} |" for a in attempts]
-        lines += frontier_lines(pruning)
-        if not pruning.get("accepted", True):
-            lines += ["", f"**The pruned model is still {pruning['val_drop_points']:.2f} points "
-                          f"below the fine-tuned one on the validation split after "
-                          f"{len(attempts)} attempts: do not ship it.**"]
+    if attempts and not pruning.get("accepted", True):
+        lines += ["", f"**The pruned model is still {pruning['val_drop_points']:.2f} points "
+                      f"below the fine-tuned one on the validation split after "
+                      f"{len(attempts)} attempts: do not ship it.**"]
     return lines
 
 
@@ -293,7 +294,8 @@ def frontier_lines(pruning_summary: dict[str, Any]) -> list[str]:
         return []
     lines = ["", f"Pruning search (target `{pruning_summary.get('target')}`, "
                  f"{pruning_summary.get('share', 0):.0%} of the remaining cost per step, budget "
-                 f"{pruning_summary.get('max_val_drop')} validation points):", "",
+                 f"{pruning_summary.get('max_val_drop')} validation points below the fine-tuned "
+                 f"model's {_pct(pruning_summary.get('val_top1_finetuned'))}):", "",
              "| step | input (px) | MACs | params | ORT latency (ms) | ORT img/s (b64) | "
              "val top-1 | kept |",
              "|---|---|---|---|---|---|---|---|"]
