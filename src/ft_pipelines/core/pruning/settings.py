@@ -45,7 +45,7 @@ class PruningParams(Schema):
     # auto: after the channel steps, the search tries each of these fractions of the input size
     # (a step: recover at that size, judged like the others; rounded to 8 px, at least 32), so a
     # model over-resolved for its data ships smaller inputs; []: keep the fine-tuned input size
-    input_scales: list[float] = Field(default_factory=lambda: [0.67])
+    input_scales: list[float] = Field(default_factory=lambda: [0.67, 0.58])
     recovery_epochs: NonNegativeInt = 2     # training after each step before it is judged
     # ... and at least this many optimiser steps: max(recovery_epochs x steps_per_epoch, this),
     # trained as whole epochs (0: epochs only). 40 = the digits demo's 2 epochs x 20 steps, so
